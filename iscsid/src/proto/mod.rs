@@ -1,0 +1,9 @@
+//! The iSCSI protocol core (RFC 7143), sans-IO: pure state machines that
+//! take bytes, events and the time, and return bytes and actions.
+
+pub mod chap;
+pub mod digest;
+pub mod framing;
+pub mod negotiate;
+pub mod pdu;
+pub mod text;

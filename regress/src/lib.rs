@@ -1,0 +1,1 @@
+//! Test support for iscsid: the vscsi(4) emulator and target harness.
