@@ -4,5 +4,14 @@
 //! relay. The processes (`parent`, `relay`, `engine`) are thin shells
 //! around them.
 
+pub mod engine;
+pub mod parent;
+pub mod privdrop;
+pub mod procmsg;
 pub mod proto;
+pub mod relay;
+pub mod relaymsg;
 pub mod vscsi;
+
+/// The vscsi(4) device, as in base.
+pub const DEVICE: &str = "/dev/vscsi0";

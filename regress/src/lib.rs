@@ -1,1 +1,3 @@
 //! Test support for iscsid: the vscsi(4) emulator and target harness.
+pub mod emulator;
+pub mod harness;

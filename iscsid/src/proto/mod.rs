@@ -3,7 +3,13 @@
 
 pub mod chap;
 pub mod digest;
+pub mod discovery;
 pub mod framing;
+pub mod login;
+pub mod lun;
 pub mod negotiate;
 pub mod pdu;
+pub mod serial;
+pub mod session;
+pub mod task;
 pub mod text;

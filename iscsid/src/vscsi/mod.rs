@@ -8,8 +8,9 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
+pub mod abi;
 pub mod emu;
 pub mod emuproto;
 #[cfg(target_os = "openbsd")]
@@ -158,4 +159,19 @@ pub trait Device {
     fn probe(&mut self, target: i32, lun: i32) -> Result<(), DevError>;
     /// `VSCSI_REQDETACH`; -1 is a wildcard.
     fn detach(&mut self, target: i32, lun: i32) -> Result<(), DevError>;
+}
+
+/// The device behind a descriptor the parent opened: the emulator when it
+/// is a socket (`iscsid -n PATH`), else (on OpenBSD) `/dev/vscsi0`.
+pub fn from_fd(fd: OwnedFd) -> Result<Box<dyn Device>, DevError> {
+    let st = nix::sys::stat::fstat(&fd).map_err(io::Error::from)?;
+    let fmt = st.st_mode & libc::S_IFMT;
+    if fmt == libc::S_IFSOCK {
+        return Ok(Box::new(emu::EmuDev::new(fd)?));
+    }
+    #[cfg(target_os = "openbsd")]
+    if fmt == libc::S_IFCHR {
+        return Ok(Box::new(openbsd::VscsiDev::new(fd)));
+    }
+    Err(DevError::Io(io::ErrorKind::Unsupported.into()))
 }

@@ -1,0 +1,164 @@
+//! How iscsictl prints what iscsid answers.
+
+use std::fmt::Write;
+
+use common::ctl::{Discovered, PollResult, SessionInfo, VscsiStats};
+
+fn opt(o: &Option<impl std::fmt::Display>) -> String {
+    o.as_ref()
+        .map_or_else(|| "-".to_owned(), ToString::to_string)
+}
+
+/// `show`: every session in full.
+pub fn session(s: &SessionInfo) -> String {
+    let mut o = String::new();
+    let state = opt(&s.state);
+    let _ = writeln!(o, "Session '{}': {state}", s.name);
+    let _ = writeln!(
+        o,
+        "    SessionType: {}\tvscsi target: {}",
+        if s.discovery { "discovery" } else { "normal" },
+        opt(&s.vscsi_target)
+    );
+    if let Some(t) = &s.targetname {
+        let _ = writeln!(o, "    TargetName: {t}");
+    }
+    let _ = writeln!(o, "    TargetAddr: {}", opt(&s.portal));
+    let _ = writeln!(o, "    InitiatorName: {}", s.initiatorname);
+    let _ = writeln!(o, "    ISID: {:012x}\tTSIH: {:#06x}", s.isid, s.tsih);
+    if !s.luns.is_empty() {
+        let luns: Vec<String> = s.luns.iter().map(u32::to_string).collect();
+        let _ = writeln!(o, "    LUNs: {}", luns.join(" "));
+    }
+    let _ = writeln!(
+        o,
+        "    Commands: {} in flight, {} queued, {} total, {} errors; {} logins",
+        s.in_flight, s.queued, s.commands, s.errors, s.logins
+    );
+    if let Some(e) = &s.last_error {
+        let _ = writeln!(o, "    Last error: {e}");
+    }
+    if !s.params.is_empty() {
+        let _ = writeln!(o, "    Parameters:");
+        for (k, v) in &s.params {
+            let _ = writeln!(o, "        {k}={v}");
+        }
+    }
+    o
+}
+
+/// `show summary`: one line per session.
+pub fn summary(list: &[SessionInfo]) -> String {
+    let mut o = format!(
+        "{:<20} {:<12} {:>5}  {:<40} {}\n",
+        "Session", "State", "vscsi", "Target", "Portal"
+    );
+    for s in list {
+        let _ = writeln!(
+            o,
+            "{:<20} {:<12} {:>5}  {:<40} {}",
+            s.name,
+            opt(&s.state),
+            opt(&s.vscsi_target),
+            s.targetname.as_deref().unwrap_or("(discovery)"),
+            opt(&s.portal)
+        );
+    }
+    o
+}
+
+/// Bytes in the style of fmt_scaled(3).
+pub fn scaled(n: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "K", "M", "G", "T", "P", "E"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}B")
+    } else if v < 10.0 {
+        format!("{v:.1}{}", UNITS[u])
+    } else {
+        format!("{v:.0}{}", UNITS[u])
+    }
+}
+
+pub fn vscsi_stats(s: &VscsiStats) -> String {
+    format!(
+        "VSCSI ioctl statistics:\n\
+         {} probe calls and {} detach calls\n\
+         {} I2T calls ({} read, {} writes, {} no data)\n\
+         {} data reads ({} bytes read)\n\
+         {} data writes ({} bytes written)\n\
+         {} T2I calls ({} done, {} sense errors, {} resets, {} errors)\n\
+         failed commands: {} read, {} write, {} no data\n",
+        s.probes,
+        s.detaches,
+        s.commands.iter().sum::<u64>(),
+        s.commands[1],
+        s.commands[2],
+        s.commands[0],
+        s.data_reads,
+        scaled(s.bytes_read),
+        s.data_writes,
+        scaled(s.bytes_written),
+        s.completions.iter().sum::<u64>(),
+        s.completions[0],
+        s.completions[1],
+        s.completions[2],
+        s.completions[3],
+        s.errors[1],
+        s.errors[2],
+        s.errors[0],
+    )
+}
+
+pub fn discovered(d: &Discovered) -> String {
+    let mut o = format!("TargetName: {}\n", d.targetname);
+    for a in &d.addresses {
+        let _ = writeln!(o, "    TargetAddress: {a}");
+    }
+    o
+}
+
+pub fn poll_failure(p: &PollResult) -> String {
+    format!(
+        "Configured sessions: {}\n\
+         Sessions disabled: {}\n\
+         Sessions logged in: {}\n\
+         Sessions failed: {}\n\
+         Sessions still attempting to connect: {}\n",
+        p.sessions, p.disabled, p.logged_in, p.failed, p.connecting
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_like_fmt_scaled() {
+        assert_eq!(scaled(0), "0B");
+        assert_eq!(scaled(1023), "1023B");
+        assert_eq!(scaled(1536), "1.5K");
+        assert_eq!(scaled(256 << 20), "256M");
+    }
+
+    #[test]
+    fn stats_text() {
+        let s = VscsiStats {
+            probes: 2,
+            commands: [1, 5, 3],
+            completions: [7, 1, 1, 0],
+            bytes_read: 4096,
+            ..VscsiStats::default()
+        };
+        let t = vscsi_stats(&s);
+        assert!(t.contains("2 probe calls and 0 detach calls"));
+        assert!(t.contains("9 I2T calls (5 read, 3 writes, 1 no data)"));
+        assert!(t.contains("(4.0K bytes read)"));
+        assert!(t.contains("9 T2I calls (7 done, 1 sense errors, 1 resets, 0 errors)"));
+    }
+}

@@ -1,0 +1,975 @@
+//! One iSCSI connection's life, sans-IO: login, full feature phase and
+//! logout (RFC 7143). Bytes and commands go in with the time; bytes to send
+//! and events come out. The engine owns the socket and the reconnects; a
+//! `Session` lives for one TCP connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+
+use super::discovery::{self, DiscoveryError, TargetRecord};
+use super::framing::{FrameError, Framer};
+use super::login::{LoggedIn, Login, LoginConfig, LoginError, Step, LOGIN_MAX_DATA};
+use super::negotiate::{NegError, Negotiation, Params, SessionKind};
+use super::pdu::{
+    AsyncMsg, Digests, LogoutReq, NopIn, NopOut, Pdu, Reject, TaskMgmtReq, TaskMgmtRsp, TextReq,
+    TextRsp, RESERVED_TAG,
+};
+use super::serial;
+use super::task::{sense_codes, Completion, ScsiTask, Task, TaskError};
+use super::text::{self, TextBuf, TextError};
+use crate::vscsi::Status;
+
+/// Timers; `Default` gives what the engine uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub login: Duration,
+    /// A command not answered in this time is aborted.
+    pub command: Duration,
+    pub abort: Duration,
+    /// Idle time before we ping with NOP-Out.
+    pub nop_interval: Duration,
+    /// No PDU at all this long after a ping: the connection is dead.
+    pub nop_timeout: Duration,
+    pub logout: Duration,
+    pub text: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            login: Duration::from_secs(15),
+            command: Duration::from_secs(60),
+            abort: Duration::from_secs(10),
+            nop_interval: Duration::from_secs(10),
+            nop_timeout: Duration::from_secs(15),
+            logout: Duration::from_secs(5),
+            text: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub login: LoginConfig,
+    /// Most commands in flight at once (besides the target's window).
+    pub queue_depth: u32,
+    pub timeouts: Timeouts,
+}
+
+/// Why the connection must be dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionError {
+    Login(LoginError),
+    LoginTimeout,
+    HeaderDigest,
+    DataDigest {
+        itt: u32,
+    },
+    DataTooLong {
+        len: u32,
+        max: u32,
+    },
+    BadPdu(String),
+    UnexpectedPdu(&'static str),
+    UnknownItt {
+        pdu: &'static str,
+        itt: u32,
+    },
+    Task {
+        itt: u32,
+        error: TaskError,
+    },
+    PingTimeout,
+    AbortFailed {
+        itt: u32,
+        response: u8,
+    },
+    AbortTimeout {
+        itt: u32,
+    },
+    Rejected {
+        reason: u8,
+        opcode: u8,
+    },
+    /// Async event 2 or 3: the target drops us and says when to return.
+    TargetDrop {
+        time2wait: u16,
+    },
+    TextTimeout,
+    Text(TextError),
+    Negotiation(NegError),
+    Discovery(DiscoveryError),
+    LogoutTimeout,
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::Login(e) => write!(f, "login failed: {e}"),
+            SessionError::LoginTimeout => write!(f, "login timed out"),
+            SessionError::HeaderDigest => write!(f, "header digest error"),
+            SessionError::DataDigest { itt } => write!(f, "data digest error (itt 0x{itt:08x})"),
+            SessionError::DataTooLong { len, max } => {
+                write!(
+                    f,
+                    "PDU data of {len} bytes exceeds our MaxRecvDataSegmentLength {max}"
+                )
+            }
+            SessionError::BadPdu(e) => write!(f, "malformed PDU: {e}"),
+            SessionError::UnexpectedPdu(p) => write!(f, "unexpected {p}"),
+            SessionError::UnknownItt { pdu, itt } => {
+                write!(f, "{pdu} for unknown itt 0x{itt:08x}")
+            }
+            SessionError::Task { itt, error } => write!(f, "itt 0x{itt:08x}: {error}"),
+            SessionError::PingTimeout => write!(f, "target stopped answering (NOP-Out timeout)"),
+            SessionError::AbortFailed { itt, response } => {
+                write!(
+                    f,
+                    "ABORT TASK of itt 0x{itt:08x} failed (response {response})"
+                )
+            }
+            SessionError::AbortTimeout { itt } => {
+                write!(f, "ABORT TASK of itt 0x{itt:08x} timed out")
+            }
+            SessionError::Rejected { reason, opcode } => {
+                write!(
+                    f,
+                    "target rejected opcode 0x{opcode:02x} (reason 0x{reason:02x})"
+                )
+            }
+            SessionError::TargetDrop { time2wait } => {
+                write!(f, "target dropped the connection (retry in {time2wait}s)")
+            }
+            SessionError::TextTimeout => write!(f, "text request timed out"),
+            SessionError::Text(e) => write!(f, "text: {e}"),
+            SessionError::Negotiation(e) => write!(f, "negotiation: {e}"),
+            SessionError::Discovery(e) => write!(f, "discovery: {e}"),
+            SessionError::LogoutTimeout => write!(f, "logout timed out"),
+        }
+    }
+}
+
+impl std::error::Error for SessionError {}
+
+#[derive(Debug)]
+pub enum Event {
+    LoggedIn,
+    Complete(Completion),
+    /// A LUN inventory change (REPORTED LUNS DATA HAS CHANGED): probe again.
+    Rescan,
+    Discovered(Vec<TargetRecord>),
+    /// The target asked us to log out (async event 1); we did. Come back
+    /// after `time2wait` seconds.
+    TargetLogout {
+        time2wait: u16,
+    },
+    LoggedOut,
+    Redirect {
+        addr: String,
+        permanent: bool,
+    },
+    Failed(SessionError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Login,
+    FullFeature,
+    LoggingOut,
+    Closed,
+}
+
+/// A text exchange in the full feature phase.
+struct TextOp {
+    itt: u32,
+    buf: TextBuf,
+    deadline: Instant,
+    discovery: bool,
+}
+
+pub struct Session {
+    cfg: SessionConfig,
+    phase: Phase,
+    login: Option<Box<Login>>,
+    login_deadline: Instant,
+    framer: Framer,
+    tx: Vec<u8>,
+    tx_pos: usize,
+    digests: Digests,
+    params: Params,
+    tsih: u16,
+    cmdsn: u32,
+    expcmdsn: u32,
+    maxcmdsn: u32,
+    expstatsn: u32,
+    next_itt: u32,
+    tasks: HashMap<u32, Task>,
+    /// Issue order, for command timeouts: (deadline, itt).
+    order: VecDeque<(Instant, u32)>,
+    queue: VecDeque<ScsiTask>,
+    /// ABORT TASK ITT -> the aborted task's ITT.
+    tmf: HashMap<u32, u32>,
+    ping: Option<(u32, Instant)>,
+    last_rx: Instant,
+    text: Option<TextOp>,
+    logout: Option<(u32, Instant)>,
+    target_logout: Option<u16>,
+    events: VecDeque<Event>,
+    scratch: Vec<Pdu>,
+}
+
+impl Session {
+    /// Starts a login at once: the first Login Request is ready to send.
+    pub fn new(cfg: SessionConfig, now: Instant, random: [u8; 33]) -> Session {
+        let mut login = Box::new(Login::new(cfg.login.clone(), random));
+        let first = login.start();
+        let itt = cfg.login.itt;
+        let cmdsn = cfg.login.cmdsn;
+        let mut s = Session {
+            login_deadline: now + cfg.timeouts.login,
+            framer: Framer::new(LOGIN_MAX_DATA as u32),
+            phase: Phase::Login,
+            login: Some(login),
+            tx: Vec::new(),
+            tx_pos: 0,
+            digests: Digests::default(),
+            params: Params::default(),
+            tsih: 0,
+            cmdsn,
+            expcmdsn: cmdsn,
+            maxcmdsn: cmdsn,
+            expstatsn: 0,
+            next_itt: itt.wrapping_add(1),
+            tasks: HashMap::new(),
+            order: VecDeque::new(),
+            queue: VecDeque::new(),
+            tmf: HashMap::new(),
+            ping: None,
+            last_rx: now,
+            text: None,
+            logout: None,
+            target_logout: None,
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+            cfg,
+        };
+        s.send(&Pdu::LoginReq(first));
+        s
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn tsih(&self) -> u16 {
+        self.tsih
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- bytes in and out ----
+
+    /// Room to read into; then call `rx_filled`.
+    pub fn rx_space(&mut self, min: usize) -> &mut [u8] {
+        self.framer.spare(min)
+    }
+
+    pub fn rx_filled(&mut self, n: usize, now: Instant) {
+        if n == 0 {
+            return;
+        }
+        self.framer.filled(n);
+        self.last_rx = now;
+        while self.phase != Phase::Closed {
+            match self.framer.next() {
+                Ok(Some(pdu)) => self.dispatch(pdu, now),
+                Ok(None) => break,
+                Err(e) => {
+                    let err = match e {
+                        FrameError::HeaderDigest { .. } => SessionError::HeaderDigest,
+                        // At ErrorRecoveryLevel 0 the only recovery is a new
+                        // connection; the tasks are reissued there.
+                        FrameError::DataDigest { pdu, .. } => {
+                            SessionError::DataDigest { itt: pdu.itt() }
+                        }
+                        FrameError::DataTooLong { len, max } => {
+                            SessionError::DataTooLong { len, max }
+                        }
+                        FrameError::Pdu(e) => SessionError::BadPdu(e.to_string()),
+                    };
+                    self.fail(err);
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Bytes waiting to be written.
+    pub fn tx_data(&self) -> &[u8] {
+        &self.tx[self.tx_pos..]
+    }
+
+    pub fn tx_advance(&mut self, n: usize) {
+        self.tx_pos = (self.tx_pos + n).min(self.tx.len());
+        if self.tx_pos == self.tx.len() {
+            self.tx.clear();
+            self.tx_pos = 0;
+        }
+    }
+
+    fn send(&mut self, pdu: &Pdu) {
+        pdu.encode(self.digests, &mut self.tx);
+    }
+
+    fn fail(&mut self, e: SessionError) {
+        if self.phase != Phase::Closed {
+            self.phase = Phase::Closed;
+            self.events.push_back(Event::Failed(e));
+        }
+    }
+
+    // ---- commands ----
+
+    /// Queues a command; it goes out as soon as the window allows.
+    pub fn submit(&mut self, t: ScsiTask, now: Instant) {
+        match self.phase {
+            Phase::Login | Phase::FullFeature => {
+                self.queue.push_back(t);
+                if self.phase == Phase::FullFeature {
+                    self.pump(now);
+                }
+            }
+            // Logging out or gone: the midlayer retries elsewhere or later.
+            Phase::LoggingOut | Phase::Closed => {
+                self.events
+                    .push_back(Event::Complete(Completion::status_only(
+                        t.tag,
+                        t.dir,
+                        Status::Reset,
+                    )))
+            }
+        }
+    }
+
+    /// Every command not completed: in flight first (oldest first), then
+    /// queued. For reissue on the next connection.
+    pub fn take_tasks(&mut self) -> Vec<ScsiTask> {
+        let mut inflight: Vec<Task> = self.tasks.drain().map(|(_, t)| t).collect();
+        inflight.sort_by_key(|t| t.cmdsn.wrapping_sub(self.expcmdsn));
+        self.order.clear();
+        let mut out: Vec<ScsiTask> = inflight.into_iter().map(|t| t.req).collect();
+        out.extend(self.queue.drain(..));
+        out
+    }
+
+    fn alloc_itt(&mut self) -> u32 {
+        loop {
+            let itt = self.next_itt;
+            self.next_itt = self.next_itt.wrapping_add(1);
+            if itt != RESERVED_TAG && !self.tasks.contains_key(&itt) && !self.tmf.contains_key(&itt)
+            {
+                return itt;
+            }
+        }
+    }
+
+    fn window_open(&self) -> bool {
+        serial::le(self.cmdsn, self.maxcmdsn)
+    }
+
+    /// Sends queued commands while the CmdSN window and queue depth allow.
+    fn pump(&mut self, now: Instant) {
+        if self.phase != Phase::FullFeature {
+            return;
+        }
+        while !self.queue.is_empty()
+            && self.window_open()
+            && self.tasks.len() < self.cfg.queue_depth as usize
+        {
+            let Some(req) = self.queue.pop_front() else {
+                break;
+            };
+            let itt = self.alloc_itt();
+            let cmdsn = self.cmdsn;
+            self.cmdsn = self.cmdsn.wrapping_add(1);
+            let deadline = now + self.cfg.timeouts.command;
+            let task = Task::new(req, itt, cmdsn, deadline);
+            let mut pdus = std::mem::take(&mut self.scratch);
+            task.issue(&self.params, self.expstatsn, &mut pdus);
+            for p in pdus.drain(..) {
+                self.send(&p);
+            }
+            self.scratch = pdus;
+            self.tasks.insert(itt, task);
+            self.order.push_back((deadline, itt));
+        }
+    }
+
+    fn complete(&mut self, c: Completion) {
+        self.events.push_back(Event::Complete(c));
+    }
+
+    // ---- incoming PDUs ----
+
+    fn update_sns(&mut self, pdu: &Pdu) {
+        let Some((statsn, exp, max)) = pdu.target_sns() else {
+            return;
+        };
+        if pdu.statsn_advances() && serial::ge(statsn, self.expstatsn) {
+            self.expstatsn = statsn.wrapping_add(1);
+        }
+        // RFC 7143 4.2.2.1: MaxCmdSN < ExpCmdSN - 1 means "ignore both".
+        if serial::lt(max, exp.wrapping_sub(1)) {
+            return;
+        }
+        if serial::gt(exp, self.expcmdsn) {
+            self.expcmdsn = exp;
+        }
+        if serial::gt(max, self.maxcmdsn) {
+            self.maxcmdsn = max;
+        }
+        // Some targets (istgt) count an immediate command into ExpCmdSN.
+        // Moving our CmdSN up to theirs keeps every later command inside the
+        // window they expect, where insisting would stall (libiscsi does).
+        if serial::gt(self.expcmdsn, self.cmdsn) {
+            debug!(
+                "target ExpCmdSN {} is past our CmdSN {}, following it",
+                self.expcmdsn, self.cmdsn
+            );
+            self.cmdsn = self.expcmdsn;
+        }
+    }
+
+    fn dispatch(&mut self, pdu: Pdu, now: Instant) {
+        if self.phase == Phase::Login {
+            return self.dispatch_login(pdu, now);
+        }
+        self.update_sns(&pdu);
+        match pdu {
+            Pdu::NopIn(n) => self.nop_in(n),
+            Pdu::ScsiResponse(r) => match self.tasks.get_mut(&r.itt) {
+                Some(t) => match t.response(&r) {
+                    Ok(c) => self.finish_task(r.itt, c),
+                    Err(error) => self.fail(SessionError::Task { itt: r.itt, error }),
+                },
+                None => self.fail(SessionError::UnknownItt {
+                    pdu: "SCSI Response",
+                    itt: r.itt,
+                }),
+            },
+            Pdu::DataIn(d) => {
+                let itt = d.itt;
+                match self.tasks.get_mut(&itt) {
+                    Some(t) => match t.data_in(d) {
+                        Ok(Some(c)) => self.finish_task(itt, c),
+                        Ok(None) => {}
+                        Err(error) => self.fail(SessionError::Task { itt, error }),
+                    },
+                    None => self.fail(SessionError::UnknownItt {
+                        pdu: "Data-In",
+                        itt,
+                    }),
+                }
+            }
+            Pdu::R2t(r) => {
+                let Some(t) = self.tasks.get(&r.itt) else {
+                    return self.fail(SessionError::UnknownItt {
+                        pdu: "R2T",
+                        itt: r.itt,
+                    });
+                };
+                let mut pdus = std::mem::take(&mut self.scratch);
+                let res = t.r2t(
+                    r.buffer_offset,
+                    r.desired_len,
+                    r.ttt,
+                    &self.params,
+                    self.expstatsn,
+                    &mut pdus,
+                );
+                match res {
+                    Ok(()) => {
+                        for p in pdus.drain(..) {
+                            self.send(&p);
+                        }
+                    }
+                    Err(error) => {
+                        pdus.clear();
+                        self.fail(SessionError::Task { itt: r.itt, error });
+                    }
+                }
+                self.scratch = pdus;
+            }
+            Pdu::TaskMgmtRsp(r) => self.tmf_response(&r),
+            Pdu::TextRsp(r) => self.text_response(r, now),
+            Pdu::LogoutRsp(r) => {
+                if self.logout.is_some_and(|(itt, _)| itt == r.itt) {
+                    if r.response != 0 {
+                        warn!("logout response {}", r.response);
+                    }
+                    self.close_logged_out();
+                } else {
+                    self.fail(SessionError::UnknownItt {
+                        pdu: "Logout Response",
+                        itt: r.itt,
+                    });
+                }
+            }
+            Pdu::AsyncMsg(a) => self.async_msg(a, now),
+            Pdu::Reject(r) => self.reject(r),
+            other => self.fail(SessionError::UnexpectedPdu(other.name())),
+        }
+    }
+
+    fn finish_task(&mut self, itt: u32, c: Completion) {
+        self.tasks.remove(&itt);
+        if c.status == Status::Sense {
+            if let Some((6, 0x3f, 0x0e)) = sense_codes(&c.sense) {
+                info!("reported LUNs data has changed, rescanning");
+                self.events.push_back(Event::Rescan);
+            }
+        }
+        self.complete(c);
+    }
+
+    fn dispatch_login(&mut self, pdu: Pdu, now: Instant) {
+        let Pdu::LoginRsp(rsp) = pdu else {
+            return self.fail(SessionError::UnexpectedPdu(pdu.name()));
+        };
+        let Some(login) = self.login.as_mut() else {
+            return self.fail(SessionError::UnexpectedPdu("Login Response"));
+        };
+        match login.on_response(rsp) {
+            Ok(Step::Send(req)) => self.send(&Pdu::LoginReq(req)),
+            Ok(Step::Done(done)) => self.logged_in(*done, now),
+            Ok(Step::Redirect { addr, permanent }) => {
+                self.phase = Phase::Closed;
+                self.events.push_back(Event::Redirect { addr, permanent });
+            }
+            Err(e) => self.fail(SessionError::Login(e)),
+        }
+    }
+
+    fn logged_in(&mut self, l: LoggedIn, now: Instant) {
+        self.login = None;
+        for e in &l.events {
+            debug!("negotiation: {e:?}");
+        }
+        self.params = l.params;
+        self.tsih = l.tsih;
+        self.expstatsn = l.expstatsn;
+        self.expcmdsn = l.expcmdsn;
+        self.maxcmdsn = l.maxcmdsn;
+        if serial::gt(self.expcmdsn, self.cmdsn) {
+            self.cmdsn = self.expcmdsn;
+        }
+        // Digests and our MaxRecvDataSegmentLength apply from the first
+        // PDU after the final Login Response.
+        self.digests = Digests {
+            header: self.params.header_digest,
+            data: self.params.data_digest,
+        };
+        self.framer.set_digests(self.digests);
+        self.framer.set_max_data(self.params.max_recv_dsl);
+        self.phase = Phase::FullFeature;
+        self.events.push_back(Event::LoggedIn);
+        if self.cfg.login.kind == SessionKind::Discovery {
+            self.send_targets(now);
+        }
+    }
+
+    fn nop_in(&mut self, n: NopIn) {
+        if n.itt != RESERVED_TAG {
+            if self.ping.is_some_and(|(itt, _)| itt == n.itt) {
+                self.ping = None;
+            } else {
+                self.fail(SessionError::UnknownItt {
+                    pdu: "NOP-In",
+                    itt: n.itt,
+                });
+            }
+            return;
+        }
+        if n.ttt == RESERVED_TAG {
+            // The target only tells us its sequence numbers.
+            return;
+        }
+        let max = self.params.max_xmit_dsl as usize;
+        let data = n.data[..n.data.len().min(max)].to_vec();
+        let reply = Pdu::NopOut(NopOut {
+            immediate: true,
+            lun: n.lun,
+            itt: RESERVED_TAG,
+            ttt: n.ttt,
+            cmdsn: self.cmdsn,
+            expstatsn: self.expstatsn,
+            data,
+        });
+        self.send(&reply);
+    }
+
+    fn tmf_response(&mut self, r: &TaskMgmtRsp) {
+        let Some(task_itt) = self.tmf.remove(&r.itt) else {
+            return self.fail(SessionError::UnknownItt {
+                pdu: "Task Management Response",
+                itt: r.itt,
+            });
+        };
+        match r.response {
+            // Function complete, or the task is already gone.
+            0 | 1 => {
+                if let Some(t) = self.tasks.remove(&task_itt) {
+                    warn!("command itt 0x{task_itt:08x} aborted after timeout");
+                    self.complete(Completion::status_only(t.req.tag, t.req.dir, Status::Reset));
+                }
+            }
+            response => self.fail(SessionError::AbortFailed {
+                itt: task_itt,
+                response,
+            }),
+        }
+    }
+
+    fn async_msg(&mut self, a: AsyncMsg, now: Instant) {
+        match a.event {
+            0 => {
+                let sense = a.data.get(2..).unwrap_or(&[]);
+                match sense_codes(sense) {
+                    Some((6, 0x3f, 0x0e)) => self.events.push_back(Event::Rescan),
+                    codes => debug!("async SCSI event, sense {codes:?}"),
+                }
+            }
+            1 => {
+                info!("target requests logout within {}s", a.param3);
+                self.target_logout = Some(self.params.default_time2wait as u16);
+                self.logout(now);
+            }
+            2 | 3 => self.fail(SessionError::TargetDrop {
+                time2wait: a.param2,
+            }),
+            4 => {
+                let keys = Negotiation::ffp_offer(&self.params);
+                self.start_text(&keys, false, now);
+            }
+            e => debug!("async event {e} ignored"),
+        }
+    }
+
+    fn reject(&mut self, r: Reject) {
+        let opcode = r.data.first().map_or(0xff, |b| b & 0x3f);
+        let itt = r.data.get(16..20).map_or(RESERVED_TAG, |b| {
+            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        });
+        warn!(
+            "target rejected opcode 0x{opcode:02x} itt 0x{itt:08x}, reason 0x{:02x}",
+            r.reason
+        );
+        match opcode {
+            // A rejected ping: nothing was pending on it.
+            0x00 => {
+                if self.ping.is_some_and(|(p, _)| p == itt) {
+                    self.ping = None;
+                }
+            }
+            // A rejected command never ran: the midlayer may retry it,
+            // unless the target cannot do it at all.
+            0x01 if self.tasks.contains_key(&itt) => {
+                if let Some(t) = self.tasks.remove(&itt) {
+                    let st = if matches!(r.reason, 0x05 | 0x09) {
+                        Status::Err
+                    } else {
+                        Status::Reset
+                    };
+                    self.complete(Completion::status_only(t.req.tag, t.req.dir, st));
+                }
+            }
+            _ => self.fail(SessionError::Rejected {
+                reason: r.reason,
+                opcode,
+            }),
+        }
+    }
+
+    // ---- text requests (SendTargets, renegotiation) ----
+
+    fn start_text(&mut self, keys: &[(String, String)], discovery: bool, now: Instant) {
+        if self.text.is_some() {
+            return;
+        }
+        let itt = self.alloc_itt();
+        let data = text::encode(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let cmdsn = self.cmdsn;
+        // Non-immediate, so CmdSN advances the same way on every target.
+        self.cmdsn = self.cmdsn.wrapping_add(1);
+        let mut chunks: Vec<Vec<u8>> = text::chunks(&data, self.params.max_xmit_dsl as usize)
+            .map(<[u8]>::to_vec)
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(Vec::new());
+        }
+        // Our text (SendTargets=All, MaxRecvDataSegmentLength) always fits
+        // one PDU; the C bit covers the theoretical rest.
+        let n = chunks.len();
+        for (i, c) in chunks.into_iter().enumerate() {
+            let last = i + 1 == n;
+            self.send(&Pdu::TextReq(TextReq {
+                immediate: false,
+                final_: last,
+                cont: !last,
+                lun: 0,
+                itt,
+                ttt: RESERVED_TAG,
+                cmdsn,
+                expstatsn: self.expstatsn,
+                data: c,
+            }));
+        }
+        self.text = Some(TextOp {
+            itt,
+            buf: TextBuf::default(),
+            deadline: now + self.cfg.timeouts.text,
+            discovery,
+        });
+    }
+
+    /// Discovery sessions: ask for every target.
+    fn send_targets(&mut self, now: Instant) {
+        self.start_text(&[("SendTargets".into(), "All".into())], true, now);
+    }
+
+    fn text_response(&mut self, r: TextRsp, now: Instant) {
+        let Some(op) = self.text.as_mut() else {
+            return self.fail(SessionError::UnknownItt {
+                pdu: "Text Response",
+                itt: r.itt,
+            });
+        };
+        if op.itt != r.itt {
+            return self.fail(SessionError::UnknownItt {
+                pdu: "Text Response",
+                itt: r.itt,
+            });
+        }
+        if let Err(e) = op.buf.push(&r.data) {
+            return self.fail(SessionError::Text(e));
+        }
+        if r.cont || !r.final_ {
+            // More to come: an empty request with the target's TTT asks for it.
+            op.deadline = now + self.cfg.timeouts.text;
+            let req = Pdu::TextReq(TextReq {
+                immediate: false,
+                final_: true,
+                cont: false,
+                lun: 0,
+                itt: r.itt,
+                ttt: r.ttt,
+                cmdsn: self.cmdsn,
+                expstatsn: self.expstatsn,
+                data: Vec::new(),
+            });
+            return self.send(&req);
+        }
+        let Some(mut op) = self.text.take() else {
+            return;
+        };
+        let keys = match op.buf.finish() {
+            Ok(k) => k,
+            Err(e) => return self.fail(SessionError::Text(e)),
+        };
+        if op.discovery {
+            match discovery::parse(&keys) {
+                Ok(recs) => self.events.push_back(Event::Discovered(recs)),
+                Err(e) => self.fail(SessionError::Discovery(e)),
+            }
+        } else {
+            match Negotiation::ffp_respond(&mut self.params, &keys) {
+                Ok(reply) if !reply.is_empty() => self.start_text(&reply, false, now),
+                Ok(_) => {}
+                Err(e) => self.fail(SessionError::Negotiation(e)),
+            }
+        }
+    }
+
+    // ---- logout and timers ----
+
+    /// Logs the session out (close the session, reason 0). Queued commands
+    /// go back to the midlayer for a retry.
+    pub fn logout(&mut self, now: Instant) {
+        match self.phase {
+            Phase::FullFeature => {}
+            Phase::Login => {
+                self.phase = Phase::Closed;
+                self.events.push_back(Event::LoggedOut);
+                return;
+            }
+            Phase::LoggingOut | Phase::Closed => return,
+        }
+        for t in self.queue.drain(..) {
+            self.events
+                .push_back(Event::Complete(Completion::status_only(
+                    t.tag,
+                    t.dir,
+                    Status::Reset,
+                )));
+        }
+        let itt = self.alloc_itt();
+        self.send(&Pdu::LogoutReq(LogoutReq {
+            immediate: true,
+            reason: 0,
+            itt,
+            cid: 0,
+            cmdsn: self.cmdsn,
+            expstatsn: self.expstatsn,
+        }));
+        self.logout = Some((itt, now + self.cfg.timeouts.logout));
+        self.phase = Phase::LoggingOut;
+    }
+
+    fn close_logged_out(&mut self) {
+        // Whatever was still in flight ended with the session.
+        for (_, t) in self.tasks.drain() {
+            self.events
+                .push_back(Event::Complete(Completion::status_only(
+                    t.req.tag,
+                    t.req.dir,
+                    Status::Reset,
+                )));
+        }
+        self.phase = Phase::Closed;
+        match self.target_logout.take() {
+            Some(time2wait) => self.events.push_back(Event::TargetLogout { time2wait }),
+            None => self.events.push_back(Event::LoggedOut),
+        }
+    }
+
+    /// Runs the timers. Call at `next_timeout()` (or any time).
+    pub fn tick(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Closed => return,
+            Phase::Login => {
+                if now >= self.login_deadline {
+                    self.fail(SessionError::LoginTimeout);
+                }
+                return;
+            }
+            Phase::LoggingOut => {
+                if self.logout.is_some_and(|(_, d)| now >= d) {
+                    warn!("no logout response, closing anyway");
+                    self.close_logged_out();
+                }
+                return;
+            }
+            Phase::FullFeature => {}
+        }
+        if self.text.as_ref().is_some_and(|t| now >= t.deadline) {
+            return self.fail(SessionError::TextTimeout);
+        }
+        self.check_commands(now);
+        if self.phase != Phase::FullFeature {
+            return;
+        }
+        match self.ping {
+            Some((_, sent))
+                if now.duration_since(self.last_rx.max(sent)) >= self.cfg.timeouts.nop_timeout =>
+            {
+                self.fail(SessionError::PingTimeout)
+            }
+            Some(_) => {}
+            None if now.duration_since(self.last_rx) >= self.cfg.timeouts.nop_interval => {
+                let itt = self.alloc_itt();
+                self.send(&Pdu::NopOut(NopOut {
+                    immediate: true,
+                    lun: 0,
+                    itt,
+                    ttt: RESERVED_TAG,
+                    cmdsn: self.cmdsn,
+                    expstatsn: self.expstatsn,
+                    data: Vec::new(),
+                }));
+                self.ping = Some((itt, now));
+            }
+            None => {}
+        }
+        self.pump(now);
+    }
+
+    fn check_commands(&mut self, now: Instant) {
+        while let Some(&(deadline, itt)) = self.order.front() {
+            let Some(t) = self.tasks.get(&itt) else {
+                self.order.pop_front();
+                continue;
+            };
+            if let Some((_, abort_deadline)) = t.abort {
+                if now >= abort_deadline {
+                    return self.fail(SessionError::AbortTimeout { itt });
+                }
+                // Keep watching it; later tasks have later deadlines.
+                return;
+            }
+            if now < deadline {
+                return;
+            }
+            let (lun, cmdsn) = (t.req.lun, t.cmdsn);
+            let tmf_itt = self.alloc_itt();
+            warn!("command itt 0x{itt:08x} timed out, aborting");
+            self.send(&Pdu::TaskMgmtReq(TaskMgmtReq {
+                immediate: true,
+                function: 1,
+                lun,
+                itt: tmf_itt,
+                rtt: itt,
+                cmdsn: self.cmdsn,
+                expstatsn: self.expstatsn,
+                refcmdsn: cmdsn,
+                expdatasn: 0,
+            }));
+            self.tmf.insert(tmf_itt, itt);
+            if let Some(t) = self.tasks.get_mut(&itt) {
+                t.abort = Some((tmf_itt, now + self.cfg.timeouts.abort));
+            }
+            return;
+        }
+    }
+
+    /// When `tick` next has work.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let mut next = match self.phase {
+            Phase::Closed => return None,
+            Phase::Login => return Some(self.login_deadline),
+            Phase::LoggingOut => return self.logout.map(|(_, d)| d),
+            Phase::FullFeature => match self.ping {
+                Some((_, sent)) => self.last_rx.max(sent) + self.cfg.timeouts.nop_timeout,
+                None => self.last_rx + self.cfg.timeouts.nop_interval,
+            },
+        };
+        if let Some(t) = &self.text {
+            next = next.min(t.deadline);
+        }
+        if let Some(&(d, itt)) = self.order.front() {
+            let d = self
+                .tasks
+                .get(&itt)
+                .and_then(|t| t.abort.map(|(_, a)| a))
+                .unwrap_or(d);
+            next = next.min(d);
+        }
+        Some(next)
+    }
+}

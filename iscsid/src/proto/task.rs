@@ -1,0 +1,385 @@
+//! SCSI tasks: one kernel command carried over iSCSI (RFC 7143 sections
+//! 11.3-11.8): the command PDU with immediate data, unsolicited Data-Out,
+//! Data-Out answering R2Ts, Data-In, status and sense.
+
+use std::time::Instant;
+
+use super::negotiate::Params;
+use super::pdu::{DataIn, DataOut, Pdu, ScsiCommand, ScsiResponse, RESERVED_TAG};
+use crate::vscsi::{Dir, Status, SENSE_LEN};
+
+/// A command as the engine hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScsiTask {
+    /// The kernel's tag, echoed in the completion.
+    pub tag: u32,
+    /// The 8-byte LUN field.
+    pub lun: u64,
+    pub cdb: Vec<u8>,
+    pub dir: Dir,
+    pub datalen: u32,
+    /// All write data (the relay fetched it); empty otherwise.
+    pub data: Vec<u8>,
+}
+
+/// What goes back to the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub tag: u32,
+    /// The command's direction, for the error counters.
+    pub dir: Dir,
+    pub status: Status,
+    pub sense: Vec<u8>,
+    pub data: Vec<u8>,
+}
+
+impl Completion {
+    pub fn status_only(tag: u32, dir: Dir, status: Status) -> Completion {
+        Completion {
+            tag,
+            dir,
+            status,
+            sense: Vec::new(),
+            data: Vec::new(),
+        }
+    }
+}
+
+/// SCSI status codes (SAM).
+pub const GOOD: u8 = 0x00;
+pub const CHECK_CONDITION: u8 = 0x02;
+pub const BUSY: u8 = 0x08;
+pub const TASK_SET_FULL: u8 = 0x28;
+pub const ACA_ACTIVE: u8 = 0x30;
+pub const TASK_ABORTED: u8 = 0x40;
+
+/// SIMPLE task attribute: commands from the kernel may be reordered, as
+/// with any tagged queueing HBA.
+const ATTR_SIMPLE: u8 = 1;
+
+#[derive(Debug)]
+pub struct Task {
+    pub req: ScsiTask,
+    pub itt: u32,
+    pub cmdsn: u32,
+    /// Read data received so far (offset-addressed).
+    rx: Vec<u8>,
+    next_datasn: u32,
+    /// When we give up and abort.
+    pub deadline: Instant,
+    /// The ABORT TASK in flight: its ITT and when we stop waiting.
+    pub abort: Option<(u32, Instant)>,
+}
+
+/// Something the target did wrong with a task; the connection must go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskError {
+    NotARead,
+    NotAWrite,
+    DataSn {
+        expected: u32,
+        got: u32,
+    },
+    Overrun {
+        offset: u32,
+        len: usize,
+        expected: u32,
+    },
+    BadR2t {
+        offset: u32,
+        len: u32,
+        datalen: u32,
+    },
+    BurstTooLong {
+        len: u32,
+        max: u32,
+    },
+    Sense,
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskError::NotARead => write!(f, "Data-In for a command that reads nothing"),
+            TaskError::NotAWrite => write!(f, "R2T for a command that writes nothing"),
+            TaskError::DataSn { expected, got } => {
+                write!(f, "DataSN {got}, expected {expected}")
+            }
+            TaskError::Overrun {
+                offset,
+                len,
+                expected,
+            } => write!(
+                f,
+                "Data-In of {len} bytes at offset {offset} past the expected {expected}"
+            ),
+            TaskError::BadR2t {
+                offset,
+                len,
+                datalen,
+            } => write!(f, "R2T for {len} bytes at {offset}, command has {datalen}"),
+            TaskError::BurstTooLong { len, max } => {
+                write!(f, "R2T for {len} bytes, MaxBurstLength is {max}")
+            }
+            TaskError::Sense => write!(f, "malformed sense data"),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+impl Task {
+    pub fn new(req: ScsiTask, itt: u32, cmdsn: u32, deadline: Instant) -> Task {
+        Task {
+            req,
+            itt,
+            cmdsn,
+            rx: Vec::new(),
+            next_datasn: 0,
+            deadline,
+            abort: None,
+        }
+    }
+
+    /// The SCSI Command PDU, then any unsolicited Data-Out (RFC 7143
+    /// section 4.2.5.2): immediate data up to FirstBurstLength and the
+    /// target's MaxRecvDataSegmentLength, then Data-Out PDUs until
+    /// FirstBurstLength if InitialR2T=No.
+    pub fn issue(&self, p: &Params, expstatsn: u32, out: &mut Vec<Pdu>) {
+        let t = &self.req;
+        let write = t.dir == Dir::Write;
+        let total = if write { t.data.len() as u32 } else { 0 };
+        let first_burst = p.first_burst.min(total);
+        let mut sent = 0u32;
+        let mut data = Vec::new();
+        if write && p.immediate_data {
+            let n = first_burst.min(p.max_xmit_dsl);
+            data = t.data[..n as usize].to_vec();
+            sent = n;
+        }
+        let unsolicited = write && !p.initial_r2t && sent < first_burst;
+        out.push(Pdu::ScsiCommand(ScsiCommand {
+            immediate: false,
+            final_: !unsolicited,
+            read: t.dir == Dir::Read,
+            write,
+            attr: ATTR_SIMPLE,
+            lun: t.lun,
+            itt: self.itt,
+            expected_len: t.datalen,
+            cmdsn: self.cmdsn,
+            expstatsn,
+            cdb: t.cdb.clone(),
+            bidi_read_len: None,
+            data,
+        }));
+        if unsolicited {
+            self.data_out(sent, first_burst - sent, RESERVED_TAG, p, expstatsn, out);
+        }
+    }
+
+    /// Data-Out PDUs for `len` bytes at `offset`, each at most the target's
+    /// MaxRecvDataSegmentLength, DataSN from 0, F on the last.
+    fn data_out(
+        &self,
+        offset: u32,
+        len: u32,
+        ttt: u32,
+        p: &Params,
+        expstatsn: u32,
+        out: &mut Vec<Pdu>,
+    ) {
+        let mss = p.max_xmit_dsl.max(1);
+        let end = offset + len;
+        let mut pos = offset;
+        let mut datasn = 0;
+        while pos < end {
+            let n = mss.min(end - pos);
+            out.push(Pdu::DataOut(DataOut {
+                final_: pos + n == end,
+                lun: self.req.lun,
+                itt: self.itt,
+                ttt,
+                expstatsn,
+                datasn,
+                buffer_offset: pos,
+                data: self.req.data[pos as usize..(pos + n) as usize].to_vec(),
+            }));
+            pos += n;
+            datasn += 1;
+        }
+    }
+
+    /// Answers an R2T with the Data-Out it asks for.
+    pub fn r2t(
+        &self,
+        offset: u32,
+        len: u32,
+        ttt: u32,
+        p: &Params,
+        expstatsn: u32,
+        out: &mut Vec<Pdu>,
+    ) -> Result<(), TaskError> {
+        if self.req.dir != Dir::Write {
+            return Err(TaskError::NotAWrite);
+        }
+        let datalen = self.req.data.len() as u32;
+        if len == 0 || offset.checked_add(len).is_none_or(|e| e > datalen) {
+            return Err(TaskError::BadR2t {
+                offset,
+                len,
+                datalen,
+            });
+        }
+        if len > p.max_burst {
+            return Err(TaskError::BurstTooLong {
+                len,
+                max: p.max_burst,
+            });
+        }
+        self.data_out(offset, len, ttt, p, expstatsn, out);
+        Ok(())
+    }
+
+    /// Takes a Data-In. Returns the completion if it carries status.
+    pub fn data_in(&mut self, d: DataIn) -> Result<Option<Completion>, TaskError> {
+        if self.req.dir != Dir::Read && !d.data.is_empty() {
+            return Err(TaskError::NotARead);
+        }
+        if d.datasn != self.next_datasn {
+            return Err(TaskError::DataSn {
+                expected: self.next_datasn,
+                got: d.datasn,
+            });
+        }
+        self.next_datasn = self.next_datasn.wrapping_add(1);
+        let len = d.data.len();
+        let end = (d.buffer_offset as usize).checked_add(len);
+        match end {
+            Some(e) if e <= self.req.datalen as usize => {
+                let off = d.buffer_offset as usize;
+                if self.rx.is_empty() && off == 0 {
+                    self.rx = d.data;
+                } else {
+                    if self.rx.len() < e {
+                        self.rx.resize(e, 0);
+                    }
+                    self.rx[off..e].copy_from_slice(&d.data);
+                }
+            }
+            _ => {
+                return Err(TaskError::Overrun {
+                    offset: d.buffer_offset,
+                    len,
+                    expected: self.req.datalen,
+                })
+            }
+        }
+        if d.status_present {
+            return Ok(Some(self.complete_with(d.status, &[])?));
+        }
+        Ok(None)
+    }
+
+    /// Takes the SCSI Response.
+    pub fn response(&mut self, r: &ScsiResponse) -> Result<Completion, TaskError> {
+        if r.response != 0 {
+            // The target could not execute the command: let the midlayer retry.
+            return Ok(Completion::status_only(
+                self.req.tag,
+                self.req.dir,
+                Status::Reset,
+            ));
+        }
+        let sense = r.sense().map_err(|_| TaskError::Sense)?;
+        self.complete_with(r.status, sense)
+    }
+
+    fn complete_with(&mut self, status: u8, sense: &[u8]) -> Result<Completion, TaskError> {
+        let data = std::mem::take(&mut self.rx);
+        let (status, sense) = match status {
+            GOOD => (Status::Done, Vec::new()),
+            CHECK_CONDITION if !sense.is_empty() => (Status::Sense, fixed_sense(sense)),
+            // No sense to give: the midlayer can only retry.
+            CHECK_CONDITION => (Status::Reset, Vec::new()),
+            BUSY | TASK_SET_FULL | ACA_ACTIVE | TASK_ABORTED => (Status::Reset, Vec::new()),
+            _ => (Status::Err, Vec::new()),
+        };
+        Ok(Completion {
+            tag: self.req.tag,
+            dir: self.req.dir,
+            status,
+            sense,
+            data,
+        })
+    }
+}
+
+/// vscsi(4) carries fixed-format sense only (18 bytes); targets may send
+/// descriptor format (SPC-4 4.5.2), which is converted.
+pub fn fixed_sense(s: &[u8]) -> Vec<u8> {
+    let code = s.first().copied().unwrap_or(0) & 0x7f;
+    if code != 0x72 && code != 0x73 {
+        return s[..s.len().min(SENSE_LEN)].to_vec();
+    }
+    let mut f = vec![0u8; SENSE_LEN];
+    f[0] = if code == 0x72 { 0x70 } else { 0x71 };
+    f[2] = s.get(1).copied().unwrap_or(0) & 0x0f;
+    f[7] = 10;
+    f[12] = s.get(2).copied().unwrap_or(0);
+    f[13] = s.get(3).copied().unwrap_or(0);
+    // The information descriptor (type 0), if any, fills INFORMATION.
+    let extra = usize::from(s.get(7).copied().unwrap_or(0));
+    let descs = s.get(8..(8 + extra).min(s.len())).unwrap_or(&[]);
+    let mut i = 0;
+    while i + 2 <= descs.len() {
+        let (ty, len) = (descs[i], usize::from(descs[i + 1]));
+        if ty == 0 && len >= 0x0a && i + 12 <= descs.len() {
+            let info = &descs[i + 4..i + 12];
+            if info[..4].iter().all(|&b| b == 0) {
+                f[0] |= 0x80;
+                f[3..7].copy_from_slice(&info[4..8]);
+            }
+        }
+        i += 2 + len;
+    }
+    f
+}
+
+/// Sense key, ASC and ASCQ of fixed or descriptor sense.
+pub fn sense_codes(s: &[u8]) -> Option<(u8, u8, u8)> {
+    let f = fixed_sense(s);
+    if f.len() < 14 {
+        return None;
+    }
+    Some((f[2] & 0x0f, f[12], f[13]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_sense_becomes_fixed() {
+        // ILLEGAL REQUEST, LBA OUT OF RANGE, information 0x1234.
+        let d = [
+            0x72, 0x05, 0x21, 0x00, 0, 0, 0, 12, 0x00, 0x0a, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34,
+        ];
+        let f = fixed_sense(&d);
+        assert_eq!(f.len(), SENSE_LEN);
+        assert_eq!(f[0], 0xf0);
+        assert_eq!(f[2], 0x05);
+        assert_eq!(&f[3..7], &[0, 0, 0x12, 0x34]);
+        assert_eq!((f[12], f[13]), (0x21, 0x00));
+        assert_eq!(sense_codes(&d), Some((5, 0x21, 0)));
+        // Fixed sense passes through, cut to 18 bytes.
+        let mut fx = vec![0x70, 0, 0x06, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x3f, 0x0e];
+        fx.resize(32, 0xee);
+        assert_eq!(fixed_sense(&fx).len(), SENSE_LEN);
+        assert_eq!(sense_codes(&fx), Some((6, 0x3f, 0x0e)));
+        // Hostile: descriptor lengths past the end.
+        let h = [0x72, 0x06, 0x29, 0x00, 0, 0, 0, 200, 0x00, 0xff];
+        assert_eq!(sense_codes(&h), Some((6, 0x29, 0)));
+        assert_eq!(sense_codes(&[]), None);
+    }
+}

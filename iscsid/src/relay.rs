@@ -1,0 +1,300 @@
+//! The vscsi relay: the only process that holds the device. pledge(2) has
+//! no promise for vscsi(4) ioctls, so this process stays unpledged and does
+//! as little as possible: it moves commands from the kernel to the engine
+//! and completions back, and keeps no state.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use common::imsg::{Imsg, ImsgBuf};
+use log::{debug, error, warn};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::procmsg;
+use crate::relaymsg::{self, Cmd, Done};
+use crate::vscsi::{self, DevError, Device, Dir, I2t, Status};
+
+const DEVICE: Token = Token(0);
+const ENGINE: Token = Token(1);
+const PARENT: Token = Token(2);
+
+/// Receives this child's descriptors from the parent (blocking, at start).
+pub fn startup(chan: OwnedFd, want: &[u32]) -> io::Result<(ImsgBuf, Vec<(u32, OwnedFd)>)> {
+    let mut ib = ImsgBuf::new(chan);
+    let mut fds = Vec::new();
+    loop {
+        let m = ib
+            .recv_blocking()
+            .map_err(|e| io::Error::other(e.to_string()))?
+            .ok_or_else(|| io::Error::other("parent closed the channel"))?;
+        match (m.kind, m.fd) {
+            (procmsg::GO, _) => break,
+            (k, Some(fd)) if want.contains(&k) => fds.push((k, fd)),
+            (k, _) => {
+                return Err(io::Error::other(format!(
+                    "unexpected message {k} from parent"
+                )))
+            }
+        }
+    }
+    Ok((ib, fds))
+}
+
+pub fn main(chan: OwnedFd) -> i32 {
+    let (parent, fds) = match startup(chan, &[procmsg::DEVICE, procmsg::RELAY_CHANNEL]) {
+        Ok(v) => v,
+        Err(e) => {
+            error!("startup: {e}");
+            return 1;
+        }
+    };
+    let mut dev = None;
+    let mut engine = None;
+    for (k, fd) in fds {
+        match k {
+            procmsg::DEVICE => dev = Some(fd),
+            _ => engine = Some(fd),
+        }
+    }
+    let (Some(dev), Some(engine)) = (dev, engine) else {
+        error!("startup: missing descriptors");
+        return 1;
+    };
+    let dev = match vscsi::from_fd(dev) {
+        Ok(d) => d,
+        Err(e) => {
+            error!("device: {e}");
+            return 1;
+        }
+    };
+    // Shutdown comes from the engine closing the channel, not from signals
+    // (a ^C in the foreground reaches every process of the group).
+    ignore_signals();
+    match Relay::new(dev, engine, parent).and_then(|mut r| r.run()) {
+        Ok(()) => 0,
+        Err(e) => {
+            error!("{e}");
+            1
+        }
+    }
+}
+
+fn ignore_signals() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGPIPE,
+    ] {
+        // SAFETY: SIG_IGN installs no handler code.
+        let _ = unsafe { signal(s, SigHandler::SigIgn) };
+    }
+}
+
+pub struct Relay {
+    dev: Box<dyn Device>,
+    engine: ImsgBuf,
+    parent: ImsgBuf,
+    poll: Poll,
+}
+
+impl Relay {
+    pub fn new(dev: Box<dyn Device>, engine: OwnedFd, parent: ImsgBuf) -> io::Result<Relay> {
+        let poll = Poll::new()?;
+        set_nonblocking(&engine)?;
+        set_nonblocking(parent.as_fd())?;
+        let mut engine = ImsgBuf::new(engine);
+        engine.set_max_size(procmsg::MAX_RELAY_MSG);
+        poll.registry().register(
+            &mut SourceFd(&dev.fd().as_raw_fd()),
+            DEVICE,
+            Interest::READABLE,
+        )?;
+        poll.registry().register(
+            &mut SourceFd(&engine.as_fd().as_raw_fd()),
+            ENGINE,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        poll.registry().register(
+            &mut SourceFd(&parent.as_fd().as_raw_fd()),
+            PARENT,
+            Interest::READABLE,
+        )?;
+        Ok(Relay {
+            dev,
+            engine,
+            parent,
+            poll,
+        })
+    }
+
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(16);
+        // Commands may have queued before we registered: drain once.
+        self.drain_device()?;
+        loop {
+            self.flush_engine()?;
+            match self.poll.poll(&mut events, None) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    DEVICE => self.drain_device()?,
+                    ENGINE => {
+                        if ev.is_readable() && !self.read_engine()? {
+                            debug!("engine closed the channel, exiting");
+                            return Ok(());
+                        }
+                    }
+                    _ => {
+                        if self.parent_gone() {
+                            return Err(io::Error::other("parent went away"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The parent never writes after startup: readable means it died.
+    fn parent_gone(&mut self) -> bool {
+        match self.parent.read() {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(common::imsg::Error::Io(e)) => e.kind() != io::ErrorKind::WouldBlock,
+            Err(_) => true,
+        }
+    }
+
+    fn flush_engine(&mut self) -> io::Result<()> {
+        self.engine
+            .flush()
+            .map(|_| ())
+            .map_err(|e| io::Error::other(format!("engine channel: {e}")))
+    }
+
+    /// VSCSI_I2T until EAGAIN. Write data is fetched at once so the engine
+    /// can send immediate and unsolicited data without a round trip.
+    fn drain_device(&mut self) -> io::Result<()> {
+        loop {
+            let i2t = match self.dev.i2t() {
+                Ok(Some(c)) => c,
+                Ok(None) => return Ok(()),
+                Err(DevError::Closed) => return Err(io::Error::other("device closed")),
+                Err(e) => return Err(io::Error::other(format!("VSCSI_I2T: {e}"))),
+            };
+            self.forward(i2t)?;
+        }
+    }
+
+    fn forward(&mut self, i2t: I2t) -> io::Result<()> {
+        let len = i2t.datalen as usize;
+        if len > procmsg::MAX_DATA {
+            warn!("tag {}: {len} bytes is more than we carry", i2t.tag);
+            return self.complete(i2t.tag, Status::Err, &[]);
+        }
+        let mut data = Vec::new();
+        if i2t.dir == Dir::Write && len > 0 {
+            data.resize(len, 0);
+            if let Err(e) = self.dev.data_write(i2t.tag, &mut data) {
+                if matches!(e, DevError::Closed) {
+                    return Err(io::Error::other("device closed"));
+                }
+                warn!("VSCSI_DATA_WRITE tag {}: {e}", i2t.tag);
+                return self.complete(i2t.tag, Status::Err, &[]);
+            }
+        }
+        let hdr = Cmd::header(&i2t);
+        self.engine
+            .compose_parts(procmsg::CMD, 0, 0, &[&hdr, &data], None)
+            .map_err(|e| io::Error::other(format!("engine channel: {e}")))
+    }
+
+    fn complete(&mut self, tag: u32, status: Status, sense: &[u8]) -> io::Result<()> {
+        match self.dev.t2i(tag, status, sense) {
+            Ok(()) => Ok(()),
+            Err(DevError::Closed) => Err(io::Error::other("device closed")),
+            Err(e) => {
+                warn!("VSCSI_T2I tag {tag}: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Returns false on EOF.
+    fn read_engine(&mut self) -> io::Result<bool> {
+        loop {
+            match self.engine.read() {
+                Ok(0) => return Ok(false),
+                Ok(_) => {}
+                Err(common::imsg::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(true)
+                }
+                Err(e) => return Err(io::Error::other(format!("engine channel: {e}"))),
+            }
+            loop {
+                match self.engine.get() {
+                    Ok(Some(m)) => self.dispatch(m)?,
+                    Ok(None) => break,
+                    Err(e) => return Err(io::Error::other(format!("engine channel: {e}"))),
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, m: Imsg) -> io::Result<()> {
+        match m.kind {
+            procmsg::DONE => {
+                let d = match Done::decode(&m.data) {
+                    Ok(d) => d,
+                    Err(e) => return Err(io::Error::other(format!("bad DONE: {e}"))),
+                };
+                if !d.data.is_empty() {
+                    if let Err(e) = self.dev.data_read(d.tag, &d.data) {
+                        if matches!(e, DevError::Closed) {
+                            return Err(io::Error::other("device closed"));
+                        }
+                        warn!("VSCSI_DATA_READ tag {}: {e}", d.tag);
+                        return self.complete(d.tag, Status::Err, &[]);
+                    }
+                }
+                self.complete(d.tag, d.status, &d.sense)
+            }
+            procmsg::PROBE | procmsg::DETACH => {
+                let (t, l) = relaymsg::decode_devevent(&m.data)
+                    .map_err(|e| io::Error::other(format!("bad device event: {e}")))?;
+                let r = if m.kind == procmsg::PROBE {
+                    self.dev.probe(t, l)
+                } else {
+                    self.dev.detach(t, l)
+                };
+                match r {
+                    Ok(()) => Ok(()),
+                    Err(DevError::Closed) => Err(io::Error::other("device closed")),
+                    Err(e) => {
+                        warn!("probe/detach {t}/{l}: {e}");
+                        Ok(())
+                    }
+                }
+            }
+            k => Err(io::Error::other(format!(
+                "unexpected message {k} from engine"
+            ))),
+        }
+    }
+}
+
+pub fn set_nonblocking(fd: impl std::os::fd::AsFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let fl = fcntl(&fd, FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    fcntl(
+        &fd,
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK),
+    )
+    .map_err(io::Error::from)?;
+    Ok(())
+}

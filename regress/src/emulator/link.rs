@@ -1,0 +1,431 @@
+//! One open of the emulated `/dev/vscsi0`: the command table (the kernel's
+//! `t2i` list), the reader that applies the relay's messages to it, and
+//! what `vscsiclose` does when the relay goes away.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use iscsid::vscsi::emuproto::{
+    self, data_header, Decoder, Msg, MsgType, ProtoError, WriteErrno, MAX_DATA,
+};
+use iscsid::vscsi::{Dir, I2t, Status, CDB_MAX, SENSE_LEN};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::probe::{self, Task};
+use super::sem::{lock, Permit, Sem};
+use super::writer::Writer;
+use super::{CmdResult, EmuError, Shared};
+
+/// How long a write to the relay may stall before the connection is cut.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+
+/// A command as the caller hands it to the emulated midlayer.
+#[derive(Clone)]
+pub(crate) struct Req<'a> {
+    pub(crate) target: u32,
+    pub(crate) lun: u32,
+    pub(crate) cdb: &'a [u8],
+    pub(crate) dir: Dir,
+    pub(crate) datalen: u32,
+    /// Write data: exactly `datalen` bytes for `Dir::Write`.
+    pub(crate) out: Arc<[u8]>,
+}
+
+/// An in-flight command (a ccb on the kernel's `t2i` list).
+struct Cmd {
+    dir: Dir,
+    datalen: u32,
+    out: Arc<[u8]>,
+    /// Bytes moved so far: the kernel's `ccb_datalen`, the running offset.
+    moved: u32,
+    data: Vec<u8>,
+    done: SyncSender<CmdResult>,
+    permit: Permit,
+}
+
+impl Cmd {
+    /// Completes the command, handing its opening back first so the
+    /// waiter's next command need not wait for it.
+    fn complete(self, status: Status, sense: [u8; SENSE_LEN]) {
+        let Cmd {
+            datalen,
+            moved,
+            data,
+            done,
+            permit,
+            ..
+        } = self;
+        drop(permit);
+        let res = CmdResult {
+            status,
+            // Only XS_SENSE copies the sense into the xfer.
+            sense: if status == Status::Sense {
+                sense
+            } else {
+                [0; SENSE_LEN]
+            },
+            data,
+            resid: datalen - moved,
+        };
+        // The waiter may have timed out and gone; nothing to do then.
+        let _ = done.try_send(res);
+    }
+}
+
+#[derive(Default)]
+struct Cmds {
+    closed: bool,
+    map: HashMap<u32, Cmd>,
+}
+
+pub(crate) struct Conn {
+    sock: UnixStream,
+    writer: Writer,
+    alive: AtomicBool,
+    cmds: Mutex<Cmds>,
+    sems: Mutex<HashMap<(u32, u32), Arc<Sem>>>,
+    tasks: Mutex<Option<mpsc::Sender<Task>>>,
+}
+
+/// `vscsi_data`'s checks, in its order: EFAULT, ENOMEM, EINVAL.
+fn check(c: Option<&mut Cmd>, len: u32, dir: Dir) -> Result<&mut Cmd, WriteErrno> {
+    let c = c.ok_or(WriteErrno::Fault)?;
+    if len > c.datalen - c.moved {
+        return Err(WriteErrno::NoMem);
+    }
+    if c.dir != dir {
+        return Err(WriteErrno::Inval);
+    }
+    Ok(c)
+}
+
+fn errno_name(e: WriteErrno) -> &'static str {
+    match e {
+        WriteErrno::Fault => "EFAULT",
+        WriteErrno::NoMem => "ENOMEM",
+        WriteErrno::Inval => "EINVAL",
+    }
+}
+
+impl Conn {
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Cuts the socket; the reader then sees EOF and closes the device.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.sock.shutdown(Shutdown::Both);
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        lock(&self.cmds).map.len()
+    }
+
+    fn sem(&self, target: u32, lun: u32, openings: usize) -> Arc<Sem> {
+        Arc::clone(
+            lock(&self.sems)
+                .entry((target, lun))
+                .or_insert_with(|| Sem::new(openings.max(1))),
+        )
+    }
+
+    /// Queues a command (`vscsi_cmd`) and waits for its completion.
+    pub(crate) fn exec(
+        &self,
+        sh: &Shared,
+        req: Req<'_>,
+        timeout: Duration,
+    ) -> Result<CmdResult, EmuError> {
+        let deadline = Instant::now() + timeout;
+        if req.cdb.is_empty() || req.cdb.len() > CDB_MAX {
+            return Err(EmuError::Invalid("CDB length"));
+        }
+        let want_out = if req.dir == Dir::Write {
+            req.datalen as usize
+        } else {
+            0
+        };
+        if req.out.len() != want_out {
+            return Err(EmuError::Invalid("write data length differs from datalen"));
+        }
+        if !self.is_alive() {
+            return Err(EmuError::NotConnected);
+        }
+        let permit = self
+            .sem(req.target, req.lun, sh.cfg.openings)
+            .acquire(deadline)
+            .ok_or(EmuError::Timeout)?;
+        let mut cdb = [0u8; CDB_MAX];
+        cdb[..req.cdb.len()].copy_from_slice(req.cdb);
+        let (tx, rx) = mpsc::sync_channel(1);
+        let tag = {
+            let mut cmds = lock(&self.cmds);
+            if cmds.closed {
+                return Err(EmuError::NotConnected);
+            }
+            let tag = loop {
+                let t = sh.next_tag();
+                if !cmds.map.contains_key(&t) {
+                    break t;
+                }
+            };
+            cmds.map.insert(
+                tag,
+                Cmd {
+                    dir: req.dir,
+                    datalen: req.datalen,
+                    out: req.out,
+                    moved: 0,
+                    data: Vec::new(),
+                    done: tx,
+                    permit,
+                },
+            );
+            tag
+        };
+        sh.ctr.commands.fetch_add(1, Ordering::Relaxed);
+        let msg: Msg = Msg::I2t(I2t {
+            tag,
+            target: req.target,
+            lun: req.lun,
+            cdb,
+            cdblen: req.cdb.len() as u8,
+            datalen: req.datalen,
+            dir: req.dir,
+        });
+        let mut frame = Vec::with_capacity(48);
+        if emuproto::encode(&msg, &mut frame).is_err() || self.writer.send_small(&frame).is_err() {
+            // The reader will see the cut and complete this with Reset.
+            self.shutdown();
+        }
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(r) => Ok(r),
+            // The command stays in flight, holding its opening, as in the
+            // kernel: only a completion or a close ends it.
+            Err(RecvTimeoutError::Timeout) => Err(EmuError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(EmuError::NotConnected),
+        }
+    }
+
+    fn send_write_err(&self, tag: u32, err: WriteErrno) -> io::Result<()> {
+        let mut f = Vec::with_capacity(10);
+        let m: Msg = Msg::WriteErr { tag, err };
+        emuproto::encode(&m, &mut f).map_err(io::Error::other)?;
+        self.writer.send_small(&f)
+    }
+
+    fn on_data_write(&self, sh: &Shared, tag: u32, len: u32) -> io::Result<()> {
+        if len as usize > MAX_DATA {
+            sh.protocol_error(format!("DATA_WRITE tag {tag}: {len} bytes is over a frame"));
+            return self.send_write_err(tag, WriteErrno::NoMem);
+        }
+        let r = {
+            let mut cmds = lock(&self.cmds);
+            check(cmds.map.get_mut(&tag), len, Dir::Write).map(|c| {
+                let off = c.moved as usize;
+                c.moved += len;
+                (Arc::clone(&c.out), off)
+            })
+        };
+        match r {
+            Ok((out, off)) => {
+                let piece = out.get(off..off + len as usize).unwrap_or(&[]);
+                sh.ctr
+                    .bytes_written
+                    .fetch_add(u64::from(len), Ordering::Relaxed);
+                let h =
+                    data_header(MsgType::WriteData, tag, piece.len()).map_err(io::Error::other)?;
+                self.writer.send_data(&h, piece)
+            }
+            Err(e) => {
+                sh.protocol_error(format!("DATA_WRITE tag {tag} len {len}: {}", errno_name(e)));
+                self.send_write_err(tag, e)
+            }
+        }
+    }
+
+    fn on_data_read(&self, sh: &Shared, tag: u32, data: &[u8]) {
+        // Frames carry at most MAX_DATA bytes, so this always fits.
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        // Take the buffer out so the copy runs without the table lock that
+        // submitters need; only this thread changes a command's data.
+        let taken = {
+            let mut cmds = lock(&self.cmds);
+            check(cmds.map.get_mut(&tag), len, Dir::Read).map(|c| {
+                if c.data.capacity() == 0 {
+                    c.data.reserve_exact(c.datalen as usize);
+                }
+                std::mem::take(&mut c.data)
+            })
+        };
+        match taken {
+            Ok(mut buf) => {
+                buf.extend_from_slice(data);
+                if let Some(c) = lock(&self.cmds).map.get_mut(&tag) {
+                    c.data = buf;
+                    c.moved += len;
+                }
+                sh.ctr
+                    .bytes_read
+                    .fetch_add(u64::from(len), Ordering::Relaxed);
+            }
+            Err(e) => {
+                sh.protocol_error(format!("DATA_READ tag {tag} len {len}: {}", errno_name(e)))
+            }
+        }
+    }
+
+    fn on_t2i(&self, sh: &Shared, tag: u32, status: Status, sense: [u8; SENSE_LEN]) {
+        let c = lock(&self.cmds).map.remove(&tag);
+        match c {
+            Some(c) => {
+                sh.ctr.completed.fetch_add(1, Ordering::Relaxed);
+                if status == Status::Reset {
+                    sh.ctr.resets.fetch_add(1, Ordering::Relaxed);
+                }
+                c.complete(status, sense);
+            }
+            None => sh.protocol_error(format!("T2I for unknown tag {tag} (EFAULT)")),
+        }
+    }
+
+    fn queue_task(&self, t: Task) {
+        if let Some(tx) = lock(&self.tasks).as_ref() {
+            let _ = tx.send(t);
+        }
+    }
+
+    /// Applies one message from the relay. An error means the socket is
+    /// unusable.
+    fn handle(&self, sh: &Shared, m: Msg<&[u8]>) -> io::Result<()> {
+        match m {
+            Msg::DataWrite { tag, len } => return self.on_data_write(sh, tag, len),
+            Msg::DataRead { tag, data } => self.on_data_read(sh, tag, data),
+            Msg::T2i { tag, status, sense } => self.on_t2i(sh, tag, status, sense),
+            Msg::Probe { target, lun } => self.queue_task(Task::Probe { target, lun }),
+            Msg::Detach { target, lun } => self.queue_task(Task::Detach { target, lun }),
+            Msg::I2t(_) | Msg::WriteData { .. } | Msg::WriteErr { .. } => {
+                sh.protocol_error("kernel-side message from the relay".to_string())
+            }
+        }
+        Ok(())
+    }
+
+    /// `vscsiclose`: refuse new commands, complete every outstanding one
+    /// with XS_RESET, then force-detach everything on the bus.
+    fn close(&self, sh: &Shared) {
+        self.alive.store(false, Ordering::Release);
+        sh.forget_conn(self);
+        *lock(&self.tasks) = None;
+        let drained: Vec<Cmd> = {
+            let mut cmds = lock(&self.cmds);
+            cmds.closed = true;
+            cmds.map.drain().map(|(_, c)| c).collect()
+        };
+        for c in drained {
+            sh.ctr.resets.fetch_add(1, Ordering::Relaxed);
+            c.complete(Status::Reset, [0; SENSE_LEN]);
+        }
+        self.writer.set_broken();
+        self.shutdown();
+        sh.detach_all();
+    }
+}
+
+fn reader(sh: Arc<Shared>, conn: Arc<Conn>, mut rd: UnixStream) {
+    let mut dec = Decoder::new();
+    'conn: loop {
+        match dec.read_from(&mut rd) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+        loop {
+            match dec.next_msg() {
+                Ok(None) => break,
+                Ok(Some(m)) => {
+                    if conn.handle(&sh, m).is_err() {
+                        break 'conn;
+                    }
+                }
+                Err(e) => {
+                    sh.protocol_error(format!("malformed frame from the relay: {e}"));
+                    if matches!(e, ProtoError::FrameTooLarge(_)) {
+                        break 'conn;
+                    }
+                }
+            }
+        }
+    }
+    conn.close(&sh);
+}
+
+/// Takes a new connection unless the device is already open (EBUSY).
+fn open(sh: &Arc<Shared>, s: UnixStream) -> io::Result<()> {
+    if sh.current().is_some() {
+        sh.ctr.refused.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    s.set_nonblocking(false)?;
+    s.set_write_timeout(Some(WRITE_STALL))?;
+    let rd = s.try_clone()?;
+    let wr = s.try_clone()?;
+    let (tx, rx) = mpsc::channel();
+    let conn = Arc::new(Conn {
+        sock: s,
+        writer: Writer::new(wr),
+        alive: AtomicBool::new(true),
+        cmds: Default::default(),
+        sems: Default::default(),
+        tasks: Mutex::new(Some(tx)),
+    });
+    sh.set_conn(Arc::clone(&conn));
+    let (sh1, c1) = (Arc::clone(sh), Arc::clone(&conn));
+    let r = thread::Builder::new()
+        .name("vscsi-emu-reader".into())
+        .spawn(move || reader(sh1, c1, rd));
+    let (sh2, c2) = (Arc::clone(sh), Arc::clone(&conn));
+    let p = thread::Builder::new()
+        .name("vscsi-emu-systq".into())
+        .spawn(move || probe::run(sh2, c2, rx));
+    match (r, p) {
+        (Ok(r), Ok(p)) => {
+            sh.keep_threads([r, p]);
+            Ok(())
+        }
+        (r, p) => {
+            conn.shutdown();
+            let hs: Vec<_> = [r.ok(), p.ok()].into_iter().flatten().collect();
+            sh.keep_threads(hs);
+            Err(io::Error::other("cannot start emulator threads"))
+        }
+    }
+}
+
+/// Accepts device opens until `stop` is set.
+pub(crate) fn accept_loop(sh: Arc<Shared>, l: UnixListener, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Acquire) {
+        let mut fds = [PollFd::new(l.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(50u8));
+        match l.accept() {
+            Ok((s, _)) => {
+                if let Err(e) = open(&sh, s) {
+                    sh.note(format!("cannot open the device: {e}"));
+                }
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The emulator's write side of the device socket.
+//!
+//! Many threads submit commands at once. Their small frames are queued and
+//! written by whichever thread finds the socket idle, so a burst of
+//! submissions shares write(2) calls instead of taking turns on a lock.
+//! Bulk data (WRITE_DATA) is written from where it lies, after what is
+//! queued, without a copy.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Condvar, Mutex};
+
+use nix::errno::Errno;
+use nix::sys::socket::{sendmsg, MsgFlags, UnixAddr};
+use std::io::IoSlice;
+
+use super::sem::lock;
+
+struct State {
+    queued: Vec<u8>,
+    spare: Vec<u8>,
+    busy: bool,
+    broken: bool,
+}
+
+pub(crate) struct Writer {
+    sock: UnixStream,
+    st: Mutex<State>,
+    idle: Condvar,
+}
+
+fn broken_pipe() -> io::Error {
+    io::ErrorKind::BrokenPipe.into()
+}
+
+/// Writes every byte of `parts` in order on a blocking socket. A send
+/// timeout (SO_SNDTIMEO) surfaces as EAGAIN and ends the attempt: the frame
+/// is then cut and the connection must go.
+fn write_all(sock: &UnixStream, parts: &[&[u8]]) -> io::Result<()> {
+    let mut idx = 0;
+    let mut off = 0;
+    loop {
+        while idx < parts.len() && parts[idx].len() <= off {
+            idx += 1;
+            off = 0;
+        }
+        if idx == parts.len() {
+            return Ok(());
+        }
+        let mut iov = [IoSlice::new(&[]); 4];
+        let mut n = 0;
+        for (i, p) in parts.iter().enumerate().skip(idx).take(iov.len()) {
+            iov[n] = IoSlice::new(p.get(if i == idx { off } else { 0 }..).unwrap_or(&[]));
+            n += 1;
+        }
+        let sent = match sendmsg::<UnixAddr>(
+            sock.as_raw_fd(),
+            &iov[..n],
+            &[],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(s) => s,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut sent = sent;
+        while sent > 0 && idx < parts.len() {
+            let left = parts[idx].len() - off;
+            if sent >= left {
+                sent -= left;
+                idx += 1;
+                off = 0;
+            } else {
+                off += sent;
+                sent = 0;
+            }
+        }
+    }
+}
+
+impl Writer {
+    pub(crate) fn new(sock: UnixStream) -> Writer {
+        Writer {
+            sock,
+            st: Mutex::new(State {
+                queued: Vec::with_capacity(4096),
+                spare: Vec::with_capacity(4096),
+                busy: false,
+                broken: false,
+            }),
+            idle: Condvar::new(),
+        }
+    }
+
+    /// Queues a small frame; writes it (and whatever else is queued) unless
+    /// another thread is already writing and will pick it up.
+    pub(crate) fn send_small(&self, frame: &[u8]) -> io::Result<()> {
+        let mut st = lock(&self.st);
+        if st.broken {
+            return Err(broken_pipe());
+        }
+        st.queued.extend_from_slice(frame);
+        if st.busy {
+            return Ok(());
+        }
+        st.busy = true;
+        drop(st);
+        self.flush(&[])
+    }
+
+    /// Writes `hdr` and `data` after everything queued so far.
+    pub(crate) fn send_data(&self, hdr: &[u8], data: &[u8]) -> io::Result<()> {
+        let mut st = lock(&self.st);
+        while st.busy && !st.broken {
+            st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        if st.broken {
+            return Err(broken_pipe());
+        }
+        st.busy = true;
+        drop(st);
+        self.flush(&[hdr, data])
+    }
+
+    /// Runs as the one busy writer until the queue is empty.
+    fn flush(&self, extra: &[&[u8]]) -> io::Result<()> {
+        let mut extra = extra;
+        let mut st = lock(&self.st);
+        let res = loop {
+            if st.queued.is_empty() && extra.is_empty() {
+                break Ok(());
+            }
+            let fresh = std::mem::take(&mut st.spare);
+            let batch = std::mem::replace(&mut st.queued, fresh);
+            drop(st);
+            let mut parts: [&[u8]; 3] = [&batch, &[], &[]];
+            for (slot, e) in parts.iter_mut().skip(1).zip(extra) {
+                *slot = e;
+            }
+            let r = write_all(&self.sock, &parts);
+            extra = &[];
+            st = lock(&self.st);
+            let mut batch = batch;
+            batch.clear();
+            st.spare = batch;
+            if let Err(e) = r {
+                st.broken = true;
+                break Err(e);
+            }
+        };
+        st.busy = false;
+        drop(st);
+        self.idle.notify_all();
+        res
+    }
+
+    /// Fails every later send (the connection is going away).
+    pub(crate) fn set_broken(&self) {
+        lock(&self.st).broken = true;
+        self.idle.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::sync::Arc;
+    use std::thread;
+
+    #[test]
+    fn concurrent_frames_arrive_whole_and_in_per_thread_order() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let w = Arc::new(Writer::new(a));
+        let hs: Vec<_> = (0..8u8)
+            .map(|t| {
+                let w = Arc::clone(&w);
+                thread::spawn(move || {
+                    for i in 0..500u16 {
+                        let [hi, lo] = i.to_be_bytes();
+                        // A 40-byte "frame": thread id, sequence, filler.
+                        let mut f = vec![t, hi, lo];
+                        f.resize(40, t);
+                        if i % 50 == 0 {
+                            w.send_data(&f[..3], &f[3..]).unwrap();
+                        } else {
+                            w.send_small(&f).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let total = 8 * 500 * 40;
+        let mut got = vec![0u8; total];
+        b.read_exact(&mut got).unwrap();
+        for h in hs {
+            h.join().unwrap();
+        }
+        let mut next = [0u16; 8];
+        for f in got.chunks(40) {
+            let t = usize::from(f[0]);
+            assert!(f[3..].iter().all(|&x| usize::from(x) == t), "torn frame");
+            assert_eq!(u16::from_be_bytes([f[1], f[2]]), next[t]);
+            next[t] += 1;
+        }
+        assert_eq!(next, [500; 8]);
+    }
+
+    #[test]
+    fn broken_writer_refuses() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let w = Writer::new(a);
+        drop(b);
+        // The peer is gone: EPIPE, no SIGPIPE.
+        let mut failed = false;
+        for _ in 0..4 {
+            if w.send_small(&[0; 64]).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed);
+        assert!(w.send_data(&[1], &[2]).is_err());
+        let (c, _d) = UnixStream::pair().unwrap();
+        let w = Writer::new(c);
+        w.set_broken();
+        assert!(w.send_small(&[0]).is_err());
+    }
+}

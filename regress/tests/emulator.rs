@@ -1,0 +1,1010 @@
+//! The vscsi emulator against the relay's `EmuDev`, in-process and without
+//! iSCSI: a small RAM-backed SCSI target (a test double for iscsid) answers
+//! through `i2t`/`data_write`/`data_read`/`t2i`, or the test drives the
+//! relay side by hand.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use iscsid::vscsi::emu::EmuDev;
+use iscsid::vscsi::{DevError, Device, Dir, I2t, Status};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use regress::emulator::scsi::{self, fixed_sense};
+use regress::emulator::{DiskInfo, EmuConfig, EmuError, Emulator};
+
+const T: Duration = Duration::from_secs(10);
+
+fn sock_path(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("vemu-{}-{name}-{n}.sock", std::process::id()))
+}
+
+fn connect(emu: &Emulator) -> EmuDev {
+    let s = UnixStream::connect(emu.path()).unwrap();
+    let dev = EmuDev::new(OwnedFd::from(s)).unwrap();
+    emu.wait_connected(T).unwrap();
+    dev
+}
+
+fn wait_readable(dev: &EmuDev, ms: u16) {
+    let mut fds = [PollFd::new(dev.fd(), PollFlags::POLLIN)];
+    let _ = poll(&mut fds, PollTimeout::from(ms));
+}
+
+/// The next command on a hand-driven relay.
+fn next_i2t(dev: &mut EmuDev) -> I2t {
+    let deadline = Instant::now() + T;
+    loop {
+        if let Some(c) = dev.i2t().unwrap() {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "no command arrived");
+        wait_readable(dev, 20);
+    }
+}
+
+/// Commands that arrive within `ms`.
+fn drain_for(dev: &mut EmuDev, ms: u64) -> Vec<I2t> {
+    let deadline = Instant::now() + Duration::from_millis(ms);
+    let mut v = Vec::new();
+    while Instant::now() < deadline {
+        while let Some(c) = dev.i2t().unwrap() {
+            v.push(c);
+        }
+        wait_readable(dev, 10);
+    }
+    v
+}
+
+fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + T;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---- the test target -------------------------------------------------
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Disk {
+        bs: u32,
+        blocks: u64,
+        bad_lba: Option<u64>,
+    },
+    Controller,
+}
+
+fn disk(bs: u32, blocks: u64) -> Kind {
+    Kind::Disk {
+        bs,
+        blocks,
+        bad_lba: None,
+    }
+}
+
+#[derive(Clone, Debug)]
+struct TargetSpec {
+    /// INQUIRY version: 2 is pre-SPC (dumb scan), 5 is SPC-3.
+    version: u8,
+    report_luns: bool,
+    /// Answers every LUN as LUN 0, like devices that ignore the LUN.
+    alias: bool,
+    ua_at_start: bool,
+    luns: Vec<(u32, Kind)>,
+}
+
+fn spc3(luns: Vec<(u32, Kind)>) -> TargetSpec {
+    TargetSpec {
+        version: 5,
+        report_luns: true,
+        alias: false,
+        ua_at_start: false,
+        luns,
+    }
+}
+
+enum Ctl {
+    Probe(i32, i32),
+    Detach(i32, i32),
+    Ua(u32, u32),
+    Hold(bool),
+    /// Answered once every earlier control message has been applied.
+    Sync(Sender<()>),
+    Close,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// (target, lun, opcode) of every command, in arrival order.
+    cmds: Vec<(u32, u32, u8)>,
+    max_batch: usize,
+    flushes: u64,
+    errors: Vec<String>,
+}
+
+impl Seen {
+    fn count(&self, target: u32, lun: u32, op: u8) -> usize {
+        self.cmds
+            .iter()
+            .filter(|&&c| c == (target, lun, op))
+            .count()
+    }
+    fn any_op(&self, op: u8) -> bool {
+        self.cmds.iter().any(|c| c.2 == op)
+    }
+}
+
+struct Resp {
+    status: Status,
+    sense: [u8; 18],
+    data: Vec<u8>,
+}
+
+fn good(data: Vec<u8>) -> Resp {
+    Resp {
+        status: Status::Done,
+        sense: [0; 18],
+        data,
+    }
+}
+
+fn check(key: u8, asc: u8, ascq: u8) -> Resp {
+    Resp {
+        status: Status::Sense,
+        sense: fixed_sense(key, asc, ascq),
+        data: Vec::new(),
+    }
+}
+
+struct Target {
+    spec: TargetSpec,
+    blocks: HashMap<(u32, u64), Vec<u8>>,
+    ua: HashSet<u32>,
+}
+
+struct Sim {
+    targets: HashMap<u32, Target>,
+    seen: Arc<Mutex<Seen>>,
+}
+
+fn inquiry_data(kind: Option<&Kind>, version: u8, lun: u32) -> Vec<u8> {
+    let dev = match kind {
+        Some(Kind::Disk { .. }) => scsi::T_DIRECT,
+        Some(Kind::Controller) => scsi::T_STORARRAY,
+        None => 0x7f,
+    };
+    let mut d = vec![dev, 0, version, 2, 31, 0, 0, 0x02];
+    d.extend_from_slice(b"EMUTEST ");
+    d.extend_from_slice(format!("{:<16}", format!("LUN{lun}")).as_bytes());
+    d.extend_from_slice(b"0001");
+    d
+}
+
+impl Sim {
+    fn exec(&mut self, c: &I2t, wdata: &[u8]) -> Resp {
+        let cdb = c.cdb();
+        let op = cdb.first().copied().unwrap_or(0xff);
+        self.seen.lock().unwrap().cmds.push((c.target, c.lun, op));
+        let Some(t) = self.targets.get_mut(&c.target) else {
+            return Resp {
+                status: Status::Err,
+                sense: [0; 18],
+                data: Vec::new(),
+            };
+        };
+        let lun = if t.spec.alias { 0 } else { c.lun };
+        let kind = t
+            .spec
+            .luns
+            .iter()
+            .find(|(l, _)| *l == lun)
+            .map(|(_, k)| k.clone());
+        let mut r = match op {
+            scsi::INQUIRY => good(inquiry_data(kind.as_ref(), t.spec.version, lun)),
+            scsi::REPORT_LUNS if t.spec.report_luns => {
+                let luns: Vec<u8> = t.spec.luns.iter().map(|(l, _)| *l as u8).collect();
+                good(scsi::report_luns_data(&luns))
+            }
+            _ if t.ua.remove(&lun) && kind.is_some() => check(scsi::SKEY_UNIT_ATTENTION, 0x29, 0),
+            _ => Self::exec_lun(t, lun, kind, cdb, wdata, &self.seen),
+        };
+        r.data.truncate(c.datalen as usize);
+        r
+    }
+
+    fn exec_lun(
+        t: &mut Target,
+        lun: u32,
+        kind: Option<Kind>,
+        cdb: &[u8],
+        wdata: &[u8],
+        seen: &Mutex<Seen>,
+    ) -> Resp {
+        let Some(kind) = kind else {
+            return check(scsi::SKEY_ILLEGAL_REQUEST, 0x25, 0);
+        };
+        let (bs, blocks, bad) = match kind {
+            Kind::Disk {
+                bs,
+                blocks,
+                bad_lba,
+            } => (bs, blocks, bad_lba),
+            Kind::Controller => (0, 0, None),
+        };
+        let is_disk = bs != 0;
+        match cdb[0] {
+            scsi::TEST_UNIT_READY => good(vec![]),
+            scsi::READ_CAPACITY_10 if is_disk => {
+                let last = u32::try_from(blocks - 1).unwrap_or(u32::MAX);
+                let mut d = last.to_be_bytes().to_vec();
+                d.extend_from_slice(&bs.to_be_bytes());
+                good(d)
+            }
+            scsi::SERVICE_ACTION_IN_16 if is_disk && cdb[1] & 0x1f == 0x10 => {
+                let mut d = (blocks - 1).to_be_bytes().to_vec();
+                d.extend_from_slice(&bs.to_be_bytes());
+                d.resize(32, 0);
+                good(d)
+            }
+            scsi::SYNCHRONIZE_CACHE_10 if is_disk => {
+                seen.lock().unwrap().flushes += 1;
+                good(vec![])
+            }
+            scsi::READ_10 | scsi::READ_16 | scsi::WRITE_10 | scsi::WRITE_16 if is_disk => {
+                let Some(rw) = scsi::parse_rw(cdb) else {
+                    return check(scsi::SKEY_ILLEGAL_REQUEST, 0x24, 0);
+                };
+                let end = rw.lba + u64::from(rw.blocks);
+                if end > blocks {
+                    return check(scsi::SKEY_ILLEGAL_REQUEST, 0x21, 0);
+                }
+                if bad.is_some_and(|b| (rw.lba..end).contains(&b)) {
+                    return check(scsi::SKEY_MEDIUM_ERROR, 0x11, 0);
+                }
+                let bsz = bs as usize;
+                if rw.write {
+                    for (i, b) in wdata.chunks(bsz).enumerate() {
+                        t.blocks.insert((lun, rw.lba + i as u64), b.to_vec());
+                    }
+                    good(vec![])
+                } else {
+                    let mut d = Vec::with_capacity(rw.blocks as usize * bsz);
+                    for i in 0..u64::from(rw.blocks) {
+                        match t.blocks.get(&(lun, rw.lba + i)) {
+                            Some(b) => d.extend_from_slice(b),
+                            None => d.resize(d.len() + bsz, 0),
+                        }
+                    }
+                    good(d)
+                }
+            }
+            _ => check(scsi::SKEY_ILLEGAL_REQUEST, 0x20, 0),
+        }
+    }
+}
+
+/// Answers a batch of commands with their data phases interleaved: every
+/// write's first third, then (last command first) the rest of each write in
+/// two pieces and the first half of each read, then the second halves and
+/// the completions. Each command's pieces stay in order, as vscsi demands.
+fn process(dev: &mut EmuDev, sim: &mut Sim, batch: Vec<I2t>) -> Result<(), DevError> {
+    {
+        let mut s = sim.seen.lock().unwrap();
+        s.max_batch = s.max_batch.max(batch.len());
+    }
+    let mut wbuf: Vec<Vec<u8>> = batch
+        .iter()
+        .map(|c| match c.dir {
+            Dir::Write => vec![0; c.datalen as usize],
+            _ => Vec::new(),
+        })
+        .collect();
+    for (c, b) in batch.iter().zip(wbuf.iter_mut()) {
+        if c.dir == Dir::Write {
+            let k = b.len() / 3;
+            dev.data_write(c.tag, &mut b[..k])?;
+        }
+    }
+    let mut resps: Vec<Option<Resp>> = batch.iter().map(|_| None).collect();
+    for i in (0..batch.len()).rev() {
+        let c = &batch[i];
+        if c.dir == Dir::Write {
+            let b = &mut wbuf[i];
+            let k = b.len() / 3;
+            let rest = &mut b[k..];
+            let h = rest.len() / 2;
+            let (x, y) = rest.split_at_mut(h);
+            dev.data_write(c.tag, x)?;
+            dev.data_write(c.tag, y)?;
+        }
+        let r = sim.exec(c, &wbuf[i]);
+        if c.dir == Dir::Read {
+            dev.data_read(c.tag, &r.data[..r.data.len() / 2])?;
+        }
+        resps[i] = Some(r);
+    }
+    for (c, r) in batch.iter().zip(resps) {
+        let Some(r) = r else { continue };
+        if c.dir == Dir::Read {
+            dev.data_read(c.tag, &r.data[r.data.len() / 2..])?;
+        }
+        dev.t2i(c.tag, r.status, &r.sense)?;
+    }
+    Ok(())
+}
+
+fn responder_loop(mut dev: EmuDev, mut sim: Sim, ctl: Receiver<Ctl>) -> Result<(), DevError> {
+    let mut hold = false;
+    let mut held = Vec::new();
+    loop {
+        loop {
+            match ctl.try_recv() {
+                Ok(Ctl::Probe(t, l)) => dev.probe(t, l)?,
+                Ok(Ctl::Detach(t, l)) => dev.detach(t, l)?,
+                Ok(Ctl::Ua(t, l)) => {
+                    if let Some(t) = sim.targets.get_mut(&t) {
+                        t.ua.insert(l);
+                    }
+                }
+                Ok(Ctl::Hold(h)) => hold = h,
+                Ok(Ctl::Sync(ack)) => {
+                    let _ = ack.send(());
+                }
+                Ok(Ctl::Close) | Err(TryRecvError::Disconnected) => return Ok(()),
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        if !dev.pending() {
+            wait_readable(&dev, 10);
+        }
+        let mut batch = Vec::new();
+        while let Some(c) = dev.i2t()? {
+            batch.push(c);
+        }
+        if hold {
+            held.extend(batch);
+            continue;
+        }
+        held.extend(batch);
+        if !held.is_empty() {
+            process(&mut dev, &mut sim, std::mem::take(&mut held))?;
+        }
+    }
+}
+
+struct Responder {
+    ctl: Sender<Ctl>,
+    /// The emulator's task count when this relay connected, and the probe
+    /// and detach requests sent since.
+    base: u64,
+    sent: AtomicU64,
+    seen: Arc<Mutex<Seen>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Responder {
+    fn start(emu: &Emulator, targets: Vec<(u32, TargetSpec)>) -> Responder {
+        let dev = connect(emu);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let sim = Sim {
+            targets: targets
+                .into_iter()
+                .map(|(id, spec)| {
+                    let ua = if spec.ua_at_start {
+                        spec.luns.iter().map(|l| l.0).collect()
+                    } else {
+                        HashSet::new()
+                    };
+                    let t = Target {
+                        spec,
+                        blocks: HashMap::new(),
+                        ua,
+                    };
+                    (id, t)
+                })
+                .collect(),
+            seen: Arc::clone(&seen),
+        };
+        let (tx, rx) = mpsc::channel();
+        let seen2 = Arc::clone(&seen);
+        let thread = thread::spawn(move || {
+            if let Err(e) = responder_loop(dev, sim, rx) {
+                if !matches!(e, DevError::Closed) {
+                    seen2.lock().unwrap().errors.push(e.to_string());
+                }
+            }
+        });
+        Responder {
+            ctl: tx,
+            base: emu.stats().tasks,
+            sent: AtomicU64::new(0),
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    fn send(&self, c: Ctl) {
+        if matches!(c, Ctl::Probe(..) | Ctl::Detach(..)) {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        self.ctl.send(c).unwrap();
+    }
+
+    /// Waits until the emulator has run every task this relay asked for.
+    fn wait_tasks(&self, emu: &Emulator) {
+        emu.wait_tasks(self.base + self.sent.load(Ordering::Relaxed), T)
+            .unwrap();
+    }
+
+    /// Sends `c` and waits until the responder has applied it.
+    fn apply(&self, c: Ctl) {
+        self.send(c);
+        let (tx, rx) = mpsc::channel();
+        self.send(Ctl::Sync(tx));
+        rx.recv_timeout(T).unwrap();
+    }
+
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap()
+    }
+
+    /// Closes the relay side, as iscsid exiting would.
+    fn close(mut self) -> Arc<Mutex<Seen>> {
+        let _ = self.ctl.send(Ctl::Close);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        Arc::clone(&self.seen)
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        let _ = self.ctl.send(Ctl::Close);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn probe_and_wait(emu: &Emulator, r: &Responder, target: i32, ndisks: usize) -> Vec<DiskInfo> {
+    r.send(Ctl::Probe(target, -1));
+    r.wait_tasks(emu);
+    let d = emu.disks();
+    assert_eq!(d.len(), ndisks, "{d:?}");
+    d
+}
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+// ---- tests -------------------------------------------------------------
+
+#[test]
+fn probe_attaches_disks_and_records_the_controller() {
+    let emu = Emulator::listen(&sock_path("probe")).unwrap();
+    let mut spec = spc3(vec![
+        (0, Kind::Controller),
+        (1, disk(512, 2048)),
+        (2, disk(4096, 1000)),
+    ]);
+    spec.ua_at_start = true;
+    let r = Responder::start(&emu, vec![(0, spec)]);
+    let disks = probe_and_wait(&emu, &r, 0, 2);
+    assert_eq!(
+        disks[0],
+        DiskInfo {
+            name: "sd0".into(),
+            target: 0,
+            lun: 1,
+            vendor: "EMUTEST".into(),
+            product: "LUN1".into(),
+            revision: "0001".into(),
+            block_size: 512,
+            blocks: 2048,
+        }
+    );
+    assert_eq!(
+        (
+            disks[1].name.as_str(),
+            disks[1].lun,
+            disks[1].block_size,
+            disks[1].blocks
+        ),
+        ("sd1", 2, 4096, 1000)
+    );
+    let devs = emu.devices();
+    assert_eq!(devs.len(), 1);
+    assert_eq!(
+        (devs[0].target, devs[0].lun, devs[0].device_type),
+        (0, 0, 0x0c)
+    );
+    assert_eq!(devs[0].product, "LUN0");
+    let s = r.seen();
+    // SPC-3: REPORT LUNS on LUN 0, so LUNs 3..7 are never asked about.
+    assert_eq!(s.count(0, 0, scsi::REPORT_LUNS), 1);
+    assert_eq!(s.count(0, 3, scsi::INQUIRY), 0);
+    // The UNIT ATTENTION each LUN had was retried through.
+    assert!(s.count(0, 0, scsi::TEST_UNIT_READY) >= 2);
+    assert!(s.count(0, 1, scsi::TEST_UNIT_READY) >= 2);
+    assert_eq!(s.count(0, 1, scsi::READ_CAPACITY_10), 1);
+    assert!(!s.any_op(scsi::SERVICE_ACTION_IN_16));
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    drop(s);
+    // A second probe finds everything attached and adds nothing.
+    probe_and_wait(&emu, &r, 0, 2);
+    assert_eq!(r.seen().count(0, 1, scsi::READ_CAPACITY_10), 1);
+    assert_eq!(emu.protocol_errors(), 0, "{:?}", emu.protocol_log());
+}
+
+#[test]
+fn pre_spc_targets_get_a_dumb_scan() {
+    let emu = Emulator::listen(&sock_path("dumb")).unwrap();
+    let mut old = spc3(vec![(0, disk(512, 64)), (3, disk(512, 32))]);
+    old.version = 2;
+    let mut alias = spc3(vec![(0, disk(512, 16))]);
+    alias.version = 2;
+    alias.alias = true;
+    let r = Responder::start(&emu, vec![(0, old), (1, alias)]);
+    let d = probe_and_wait(&emu, &r, 0, 2);
+    assert_eq!((d[0].lun, d[1].lun), (0, 3));
+    {
+        let s = r.seen();
+        assert!(!s.any_op(scsi::REPORT_LUNS));
+        for l in 1..8 {
+            assert_eq!(s.count(0, l, scsi::INQUIRY), 1, "lun {l}");
+        }
+        assert_eq!(s.count(0, 8, scsi::INQUIRY), 0);
+    }
+    // A target that ignores the LUN: LUN 1 answers as LUN 0, the scan stops.
+    let d = probe_and_wait(&emu, &r, 1, 3);
+    assert_eq!(d.iter().filter(|d| d.target == 1).count(), 1);
+    let s = r.seen();
+    assert_eq!(s.count(1, 1, scsi::INQUIRY), 1);
+    assert_eq!(s.count(1, 2, scsi::INQUIRY), 0);
+}
+
+#[test]
+fn huge_disks_use_read_capacity_16_and_16_byte_cdbs() {
+    let emu = Emulator::listen(&sock_path("huge")).unwrap();
+    let blocks = (1u64 << 32) + 10;
+    let r = Responder::start(&emu, vec![(2, spc3(vec![(0, disk(512, blocks))]))]);
+    let d = probe_and_wait(&emu, &r, 2, 1).remove(0);
+    assert_eq!((d.target, d.blocks, d.block_size), (2, blocks, 512));
+    assert_eq!(r.seen().count(2, 0, scsi::SERVICE_ACTION_IN_16), 1);
+    let hi = (1u64 << 32) + 2;
+    let data = pattern(7, 4 * 512);
+    emu.write(&d, hi, &data).unwrap();
+    assert_eq!(emu.read(&d, hi, 4).unwrap(), data);
+    emu.write(&d, 5, &data[..512]).unwrap();
+    assert_eq!(emu.read(&d, 5, 1).unwrap(), &data[..512]);
+    // Straddling 2^32 needs the 16-byte form too.
+    let back = emu.read(&d, (1 << 32) - 2, 8).unwrap();
+    assert_eq!(
+        (&back[..2048], &back[2048..]),
+        (&[0u8; 2048][..], &data[..])
+    );
+    let s = r.seen();
+    assert_eq!(s.count(2, 0, scsi::WRITE_16), 1);
+    assert_eq!(s.count(2, 0, scsi::READ_16), 2);
+    assert_eq!(s.count(2, 0, scsi::WRITE_10), 1);
+    assert_eq!(s.count(2, 0, scsi::READ_10), 1);
+    drop(s);
+    assert!(matches!(emu.read(&d, blocks, 1), Err(EmuError::OutOfRange)));
+    assert!(matches!(
+        emu.write(&d, 0, &[0; 100]),
+        Err(EmuError::Invalid(_))
+    ));
+}
+
+#[test]
+fn concurrent_round_trips_at_many_offsets() {
+    let emu = Emulator::listen(&sock_path("rw")).unwrap();
+    let r = Responder::start(&emu, vec![(0, spc3(vec![(0, disk(512, 1 << 16))]))]);
+    let d = probe_and_wait(&emu, &r, 0, 1).remove(0);
+    let threads = 8u64;
+    let region = (1u64 << 16) / threads;
+    let written = AtomicU64::new(0);
+    thread::scope(|s| {
+        for t in 0..threads {
+            let (emu, d, written) = (&emu, &d, &written);
+            s.spawn(move || {
+                let mut x = t + 1;
+                for i in 0..40u64 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let blocks = if i % 10 == 9 {
+                        2048
+                    } else {
+                        1 + (x >> 33) % 64
+                    };
+                    let lba = t * region + (x >> 20) % (region - blocks);
+                    let data = pattern(t * 1000 + i, (blocks * 512) as usize);
+                    emu.write(d, lba, &data).unwrap();
+                    written.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    let back = emu.read(d, lba, blocks as u32).unwrap();
+                    assert!(back == data, "thread {t} op {i} lba {lba} blocks {blocks}");
+                }
+                emu.flush(d).unwrap();
+            });
+        }
+    });
+    let s = r.seen();
+    assert!(s.max_batch > 1, "queue depth never exceeded 1");
+    assert_eq!(s.flushes, threads);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    drop(s);
+    let st = emu.stats();
+    assert_eq!(st.in_flight, 0);
+    assert_eq!(st.commands, st.completed);
+    assert_eq!(st.bytes_written, written.load(Ordering::Relaxed));
+    assert!(st.bytes_read > st.bytes_written);
+    assert_eq!(emu.protocol_errors(), 0, "{:?}", emu.protocol_log());
+}
+
+#[test]
+fn large_transfers_cross_socket_buffers() {
+    let emu = Emulator::listen(&sock_path("large")).unwrap();
+    let r = Responder::start(&emu, vec![(0, spc3(vec![(0, disk(4096, 1 << 14))]))]);
+    let d = probe_and_wait(&emu, &r, 0, 1).remove(0);
+    let data = pattern(99, 16 << 20);
+    emu.write(&d, 100, &data).unwrap();
+    assert!(emu.read(&d, 100, 4096).unwrap() == data);
+    assert_eq!(emu.stats().bytes_written, 16 << 20);
+}
+
+#[test]
+fn data_phases_at_the_running_offset_and_errno_paths() {
+    let emu = Emulator::listen(&sock_path("errno")).unwrap();
+    let mut dev = connect(&emu);
+    let payload = pattern(1, 1000);
+    let cdb = scsi::write_10(8, 2);
+    let c = thread::scope(|s| {
+        let h = s.spawn(|| emu.command(0, 4, &cdb, Dir::Write, 1000, &payload, T));
+        let c = next_i2t(&mut dev);
+        assert_eq!(
+            (c.target, c.lun, c.dir, c.datalen),
+            (0, 4, Dir::Write, 1000)
+        );
+        assert_eq!(c.cdb(), cdb);
+        // Three pieces, each at the running offset.
+        let mut got = vec![0u8; 1000];
+        let (a, rest) = got.split_at_mut(10);
+        let (b, z) = rest.split_at_mut(300);
+        dev.data_write(c.tag, a).unwrap();
+        dev.data_write(c.tag, b).unwrap();
+        dev.data_write(c.tag, z).unwrap();
+        assert!(got == payload);
+        // One byte more than is left: ENOMEM.
+        assert!(matches!(
+            dev.data_write(c.tag, &mut [0]),
+            Err(DevError::TooMuchData(t)) if t == c.tag
+        ));
+        // A zero-length fetch is still allowed (it fits).
+        dev.data_write(c.tag, &mut []).unwrap();
+        // Unknown tag: EFAULT.
+        assert!(matches!(
+            dev.data_write(c.tag ^ 0x8000, &mut [0; 4]),
+            Err(DevError::UnknownTag(_))
+        ));
+        dev.t2i(c.tag, Status::Done, &[]).unwrap();
+        let r = h.join().unwrap().unwrap();
+        assert_eq!((r.status, r.resid, r.data.len()), (Status::Done, 0, 0));
+        c
+    });
+    assert_eq!(emu.protocol_errors(), 2);
+
+    // A read: DATA_WRITE is EINVAL, DATA_READ appends, resid counts the rest.
+    let cdb = scsi::read_10(0, 1);
+    thread::scope(|s| {
+        let h = s.spawn(|| emu.command(0, 4, &cdb, Dir::Read, 100, &[], T));
+        let r = next_i2t(&mut dev);
+        assert_ne!(r.tag, c.tag);
+        assert_eq!((r.dir, r.datalen), (Dir::Read, 100));
+        assert!(matches!(
+            dev.data_write(r.tag, &mut [0; 10]),
+            Err(DevError::WrongDirection(_))
+        ));
+        dev.data_read(r.tag, &[1; 40]).unwrap();
+        dev.data_read(r.tag, &[2; 20]).unwrap();
+        // Past the end: refused (ENOMEM), recorded, and not appended.
+        dev.data_read(r.tag, &[3; 41]).unwrap();
+        let sense = fixed_sense(scsi::SKEY_MEDIUM_ERROR, 0x11, 0);
+        dev.t2i(r.tag, Status::Sense, &sense).unwrap();
+        let res = h.join().unwrap().unwrap();
+        assert_eq!(res.status, Status::Sense);
+        assert_eq!(res.sense, sense);
+        assert_eq!(res.resid, 40);
+        let mut want = vec![1; 40];
+        want.extend([2; 20]);
+        assert_eq!(res.data, want);
+    });
+    assert_eq!(emu.protocol_errors(), 4);
+
+    // No data phase: both directions are EINVAL; ERR is passed up.
+    let tur = scsi::test_unit_ready();
+    thread::scope(|s| {
+        let h = s.spawn(|| emu.command(0, 0, &tur, Dir::None, 0, &[], T));
+        let n = next_i2t(&mut dev);
+        assert!(matches!(
+            dev.data_write(n.tag, &mut []),
+            Err(DevError::WrongDirection(_))
+        ));
+        dev.data_read(n.tag, &[]).unwrap();
+        dev.data_read(n.tag + 1000, &[1]).unwrap();
+        dev.t2i(n.tag + 1000, Status::Done, &[]).unwrap();
+        dev.t2i(n.tag, Status::Err, &[0x70, 0, 6]).unwrap();
+        let res = h.join().unwrap().unwrap();
+        // Sense is only carried with Status::Sense.
+        assert_eq!(
+            (res.status, res.sense, res.resid),
+            (Status::Err, [0; 18], 0)
+        );
+    });
+    wait_until("protocol errors", || emu.protocol_errors() == 8);
+    let log = emu.protocol_log();
+    assert!(log.iter().any(|l| l.contains("EFAULT")), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("ENOMEM")), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("EINVAL")), "{log:?}");
+    assert!(emu.connected());
+}
+
+#[test]
+fn bad_requests_and_timeouts() {
+    let emu = Emulator::listen(&sock_path("bad")).unwrap();
+    assert!(matches!(
+        emu.command(0, 0, &[0], Dir::None, 0, &[], T),
+        Err(EmuError::NotConnected)
+    ));
+    let mut dev = connect(&emu);
+    assert!(matches!(
+        emu.command(0, 0, &[], Dir::None, 0, &[], T),
+        Err(EmuError::Invalid(_))
+    ));
+    assert!(matches!(
+        emu.command(0, 0, &[0; 17], Dir::None, 0, &[], T),
+        Err(EmuError::Invalid(_))
+    ));
+    assert!(matches!(
+        emu.command(0, 0, &[0x2a], Dir::Write, 10, &[0; 9], T),
+        Err(EmuError::Invalid(_))
+    ));
+    // Never completed: the caller gets Timeout instead of hanging.
+    let t0 = Instant::now();
+    let r = emu.command(0, 0, &[0], Dir::None, 0, &[], Duration::from_millis(100));
+    assert!(matches!(r, Err(EmuError::Timeout)));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // It stays in flight; a late completion is not an error.
+    let c = next_i2t(&mut dev);
+    assert_eq!(emu.stats().in_flight, 1);
+    dev.t2i(c.tag, Status::Done, &[]).unwrap();
+    wait_until("late completion", || emu.stats().in_flight == 0);
+    assert_eq!(emu.protocol_errors(), 0);
+}
+
+#[test]
+fn openings_bound_the_queue_depth_per_link() {
+    let cfg = EmuConfig {
+        openings: 2,
+        ..EmuConfig::default()
+    };
+    let emu = Emulator::listen_with(&sock_path("openings"), cfg).unwrap();
+    let mut dev = connect(&emu);
+    let tur = scsi::test_unit_ready();
+    thread::scope(|s| {
+        let hs: Vec<_> = (0..5)
+            .map(|_| s.spawn(|| emu.command(0, 0, &tur, Dir::None, 0, &[], T)))
+            .collect();
+        let first = drain_for(&mut dev, 300);
+        assert_eq!(first.len(), 2);
+        // Another link has its own openings.
+        let other = s.spawn(|| emu.command(0, 1, &tur, Dir::None, 0, &[], T));
+        let o = next_i2t(&mut dev);
+        assert_eq!(o.lun, 1);
+        dev.t2i(o.tag, Status::Done, &[]).unwrap();
+        other.join().unwrap().unwrap();
+        // Each completion lets exactly one more through.
+        let mut pending = first;
+        let mut arrived = 2;
+        let mut done = 0;
+        while done < 5 {
+            let c = pending.remove(0);
+            dev.t2i(c.tag, Status::Done, &[]).unwrap();
+            done += 1;
+            if arrived < 5 {
+                pending.push(next_i2t(&mut dev));
+                arrived += 1;
+            }
+            assert!(drain_for(&mut dev, 30).is_empty(), "over the openings");
+        }
+        for h in hs {
+            assert_eq!(h.join().unwrap().unwrap().status, Status::Done);
+        }
+    });
+}
+
+#[test]
+fn detach_removes_links_and_probe_brings_them_back() {
+    let emu = Emulator::listen(&sock_path("detach")).unwrap();
+    let spec = spc3(vec![
+        (0, Kind::Controller),
+        (1, disk(512, 100)),
+        (2, disk(512, 200)),
+    ]);
+    let r = Responder::start(&emu, vec![(0, spec)]);
+    let d = probe_and_wait(&emu, &r, 0, 2);
+    r.send(Ctl::Detach(0, 1));
+    let left = emu.wait_disks(|d| d.len() == 1, T).unwrap();
+    assert_eq!((left[0].name.as_str(), left[0].lun), ("sd1", 2));
+    assert!(matches!(emu.read(&d[0], 0, 1), Err(EmuError::NoSuchDisk)));
+    assert_eq!(emu.read(&d[1], 0, 1).unwrap(), vec![0; 512]);
+    assert_eq!(emu.devices().len(), 1);
+    // A wildcard target with a fixed LUN names nothing.
+    r.send(Ctl::Detach(-1, 2));
+    r.send(Ctl::Detach(-1, -1));
+    emu.wait_disks(|d| d.is_empty(), T).unwrap();
+    assert!(emu.devices().is_empty());
+    let d = probe_and_wait(&emu, &r, 0, 2);
+    assert_eq!((d[0].name.as_str(), d[1].name.as_str()), ("sd0", "sd1"));
+    // Probing one LUN only.
+    r.send(Ctl::Detach(0, 2));
+    emu.wait_disks(|d| d.len() == 1, T).unwrap();
+    r.send(Ctl::Probe(0, 2));
+    r.wait_tasks(&emu);
+    assert_eq!(emu.disks().len(), 2);
+    assert_eq!(emu.protocol_errors(), 0);
+}
+
+#[test]
+fn unit_attention_is_retried_and_check_conditions_surface() {
+    let emu = Emulator::listen(&sock_path("ua")).unwrap();
+    let spec = spc3(vec![(
+        0,
+        Kind::Disk {
+            bs: 512,
+            blocks: 100,
+            bad_lba: Some(50),
+        },
+    )]);
+    let r = Responder::start(&emu, vec![(0, spec)]);
+    let d = probe_and_wait(&emu, &r, 0, 1).remove(0);
+    r.apply(Ctl::Ua(0, 0));
+    let before = r.seen().count(0, 0, scsi::READ_10);
+    assert_eq!(emu.read(&d, 1, 1).unwrap(), vec![0; 512]);
+    assert_eq!(r.seen().count(0, 0, scsi::READ_10), before + 2);
+    match emu.read(&d, 48, 4) {
+        Err(EmuError::Check { sense }) => {
+            assert_eq!(scsi::sense_key(&sense), Some(scsi::SKEY_MEDIUM_ERROR));
+            assert_eq!(scsi::asc_ascq(&sense), Some((0x11, 0)));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Raw commands are not retried and show the sense as is.
+    let res = emu
+        .command(0, 0, &scsi::read_10(99, 2), Dir::Read, 1024, &[], T)
+        .unwrap();
+    assert_eq!(res.status, Status::Sense);
+    assert_eq!(scsi::asc_ascq(&res.sense), Some((0x21, 0)));
+    assert_eq!(res.resid, 1024);
+}
+
+#[test]
+fn closing_the_relay_resets_commands_and_detaches() {
+    let emu = Emulator::listen(&sock_path("close")).unwrap();
+    let r = Responder::start(&emu, vec![(0, spc3(vec![(0, disk(512, 100))]))]);
+    let d = probe_and_wait(&emu, &r, 0, 1).remove(0);
+    r.apply(Ctl::Hold(true));
+    let cdb = scsi::read_10(0, 1);
+    thread::scope(|s| {
+        let raw: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| emu.command(0, 0, &cdb, Dir::Read, 512, &[], T)))
+            .collect();
+        let sd = s.spawn(|| emu.read(&d, 0, 1));
+        wait_until("commands in flight", || emu.stats().in_flight == 4);
+        let seen = r.close();
+        assert!(seen.lock().unwrap().errors.is_empty());
+        for h in raw {
+            let res = h.join().unwrap().unwrap();
+            assert_eq!((res.status, res.resid), (Status::Reset, 512));
+        }
+        // sd retries a reset, and then the device is gone.
+        assert!(matches!(sd.join().unwrap(), Err(EmuError::NotConnected)));
+    });
+    assert!(!emu.connected());
+    // Completions first, then the forced detach, as in vscsiclose.
+    emu.wait_disks(|d| d.is_empty(), T).unwrap();
+    assert!(matches!(emu.read(&d, 0, 1), Err(EmuError::NotConnected)));
+    assert!(emu.stats().resets >= 4);
+    // iscsid restarts: a new open, a new probe, the same names.
+    let r = Responder::start(&emu, vec![(0, spc3(vec![(0, disk(512, 100))]))]);
+    let d2 = probe_and_wait(&emu, &r, 0, 1).remove(0);
+    assert_eq!(d2, d);
+    assert_eq!(emu.read(&d2, 0, 1).unwrap(), vec![0; 512]);
+    assert_eq!(emu.stats().connections, 2);
+}
+
+#[test]
+fn the_device_is_opened_exclusively() {
+    let emu = Emulator::listen(&sock_path("excl")).unwrap();
+    let mut dev = connect(&emu);
+    let mut second = UnixStream::connect(emu.path()).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    use std::io::Read;
+    assert_eq!(second.read(&mut b).unwrap(), 0, "second open not refused");
+    wait_until("refusal counted", || emu.stats().refused == 1);
+    assert!(emu.connected());
+    thread::scope(|s| {
+        let h = s.spawn(|| emu.command(0, 0, &[0], Dir::None, 0, &[], T));
+        let c = next_i2t(&mut dev);
+        dev.t2i(c.tag, Status::Done, &[]).unwrap();
+        assert_eq!(h.join().unwrap().unwrap().status, Status::Done);
+    });
+}
+
+#[test]
+fn malformed_frames_are_counted_and_oversized_ones_close() {
+    use std::io::Write;
+    let emu = Emulator::listen(&sock_path("garbage")).unwrap();
+    let mut s = UnixStream::connect(emu.path()).unwrap();
+    emu.wait_connected(T).unwrap();
+    // Unknown type, then an I2T (kernel-to-user only) from the relay.
+    s.write_all(&[1, 0, 0, 0, 99]).unwrap();
+    let mut i2t = vec![35, 0, 0, 0, 1];
+    i2t.resize(39, 0);
+    s.write_all(&i2t).unwrap();
+    wait_until("two errors", || emu.protocol_errors() == 2);
+    assert!(emu.connected());
+    s.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+    wait_until("close", || !emu.connected());
+    assert_eq!(emu.protocol_errors(), 3);
+}
+
+#[test]
+fn listen_replaces_a_stale_socket_only() {
+    let p = sock_path("stale");
+    drop(UnixListener::bind(&p).unwrap());
+    assert!(p.exists());
+    let emu = Emulator::listen(&p).unwrap();
+    let _dev = connect(&emu);
+    drop(emu);
+    assert!(!p.exists(), "socket left behind");
+    let f = sock_path("file");
+    std::fs::write(&f, b"keep").unwrap();
+    assert!(Emulator::listen(&f).is_err());
+    assert_eq!(std::fs::read(&f).unwrap(), b"keep");
+    std::fs::remove_file(&f).unwrap();
+}
+
+#[test]
+fn wait_disks_times_out() {
+    let emu = Emulator::listen(&sock_path("wait")).unwrap();
+    let t0 = Instant::now();
+    let r = emu.wait_disks(|d| !d.is_empty(), Duration::from_millis(50));
+    assert!(matches!(r, Err(EmuError::Timeout)));
+    assert!(t0.elapsed() >= Duration::from_millis(45));
+    assert!(Path::new(emu.path()).exists());
+}
