@@ -7,7 +7,11 @@ use std::fmt;
 use nix::unistd::{chdir, chroot, setgroups, setresgid, setresuid, Gid, Uid, User};
 
 /// The user the children run as; its home is the chroot (`/var/empty`).
-pub const DEFAULT_USER: &str = "_iscsid";
+/// A package that must not share base's user sets ISCSID_USER at build time.
+pub const DEFAULT_USER: &str = match option_env!("ISCSID_USER") {
+    Some(u) => u,
+    None => "_iscsid",
+};
 
 #[derive(Debug)]
 pub enum PrivError {

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use super::chap::{ChapClient, ChapConfig, ChapError, ChapStep};
-use super::negotiate::{NegError, NegEvent, Negotiation, Params, Prefs, SessionKind};
+use super::negotiate::{DigestPref, NegError, NegEvent, Negotiation, Params, Prefs, SessionKind};
 use super::pdu::{LoginReq, LoginRsp};
 use super::text::{self, TextBuf, TextError};
 
@@ -82,6 +82,8 @@ pub enum LoginError {
     Chap(ChapError),
     Negotiation(NegError),
     Text(TextError),
+    /// We require a CRC32C digest and the target would not do it.
+    DigestRefused(&'static str),
     /// Something the RFC forbids: wrong stage, version, ITT, ISID, transit.
     Protocol(&'static str),
 }
@@ -163,6 +165,10 @@ impl fmt::Display for LoginError {
             LoginError::Chap(e) => write!(f, "CHAP: {e}"),
             LoginError::Negotiation(e) => write!(f, "negotiation: {e}"),
             LoginError::Text(e) => write!(f, "login text: {e}"),
+            LoginError::DigestRefused(k) => write!(
+                f,
+                "target refuses {k}=CRC32C, which the configuration requires"
+            ),
             LoginError::Protocol(m) => write!(f, "login protocol error: {m}"),
         }
     }
@@ -529,6 +535,14 @@ impl Login {
             .take()
             .ok_or(LoginError::Protocol("negotiation already finished"))?;
         let (params, events) = neg.finish()?;
+        // A required digest that the target rejected must not quietly
+        // become no digest.
+        if self.cfg.prefs.header_digest == DigestPref::Crc32c && !params.header_digest {
+            return Err(LoginError::DigestRefused("HeaderDigest"));
+        }
+        if self.cfg.prefs.data_digest == DigestPref::Crc32c && !params.data_digest {
+            return Err(LoginError::DigestRefused("DataDigest"));
+        }
         Ok(Step::Done(Box::new(LoggedIn {
             params,
             events,

@@ -13,3 +13,8 @@ pub mod serial;
 pub mod session;
 pub mod task;
 pub mod text;
+
+#[cfg(test)]
+mod login_tests;
+#[cfg(test)]
+mod session_tests;

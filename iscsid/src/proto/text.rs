@@ -7,7 +7,7 @@ use std::fmt;
 pub const MAX_KEY_LEN: usize = 63;
 /// Total accumulated text we accept from a peer: a hostile target must not
 /// make us buffer without bound by setting C=1 forever.
-pub const MAX_TEXT: usize = 65536;
+pub const MAX_TEXT: usize = 1 << 20;
 /// Longest single value (the RFC's largest: binary values of 8192 bytes).
 pub const MAX_VALUE_LEN: usize = 8192;
 

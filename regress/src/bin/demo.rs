@@ -27,7 +27,10 @@ fn run() -> Result<(), String> {
     let dir = Scratch::new("demo");
     let dev = dir.join("vscsi0.sock");
     let emu = Emulator::listen(&dev).map_err(|e| format!("emulator: {e}"))?;
-    println!("== starting iscsid -d -n {} (vscsi emulator)", dev.display());
+    println!(
+        "== starting iscsid -d -n {} (vscsi emulator)",
+        dev.display()
+    );
     let daemon = Daemon::start(&dev);
     let ctl = daemon.ctl();
     let conf = format!(
@@ -52,8 +55,12 @@ fn run() -> Result<(), String> {
     let mut data = vec![0u8; 1 << 20];
     getrandom::getrandom(&mut data).map_err(|e| e.to_string())?;
     let lba = 2048;
-    println!("== writing 1 MiB of random data to {} at LBA {lba}", disk.name);
-    emu.write(disk, lba, &data).map_err(|e| format!("write: {e:?}"))?;
+    println!(
+        "== writing 1 MiB of random data to {} at LBA {lba}",
+        disk.name
+    );
+    emu.write(disk, lba, &data)
+        .map_err(|e| format!("write: {e:?}"))?;
     emu.flush(disk).map_err(|e| format!("flush: {e:?}"))?;
     let back = emu
         .read(disk, lba, (data.len() / disk.block_size as usize) as u32)
@@ -70,7 +77,10 @@ fn run() -> Result<(), String> {
     if onfile != data {
         return Err("target's backing file differs from what was written".into());
     }
-    println!("   target's backing file {}: identical", tgt.disk_file(disk.lun).display());
+    println!(
+        "   target's backing file {}: identical",
+        tgt.disk_file(disk.lun).display()
+    );
     println!("== iscsictl show");
     print!("{}", ctl.ok(&["show"]));
     println!("== iscsictl show summary");

@@ -1132,7 +1132,11 @@ mod tests {
                 b[0] = (b[0] & 0x40) | KNOWN[(rng.next() % 18) as usize];
                 b[5] = 0;
                 b[6] = 0;
-                b[4] = if rng.next().is_multiple_of(3) { b[4] & 0x07 } else { 0 };
+                b[4] = if rng.next().is_multiple_of(3) {
+                    b[4] & 0x07
+                } else {
+                    0
+                };
             }
             let mut ahs = vec![0u8; Pdu::ahs_len(&b)];
             rng.fill(&mut ahs);

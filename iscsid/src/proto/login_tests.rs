@@ -1,0 +1,1 @@
+//! Login state machine tests (byte-level exchanges with a scripted target).

@@ -1,0 +1,1 @@
+//! Session tests: a scripted target drives `Session` with PDUs.
