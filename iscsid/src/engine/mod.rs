@@ -548,7 +548,17 @@ impl Engine {
         if self.sessions[i].conn.is_none() {
             return;
         }
-        warn!("{}: connection lost: {why}", self.sessions[i].name);
+        let s = &self.sessions[i];
+        // Some targets (tgt) just hang up on a wrong CHAP secret.
+        let why = match (s.state, s.cfg.params.chap.is_some()) {
+            (common::ctl::SessionState::LoggingIn, true) => {
+                format!("{why} during login (authentication refused? check chap name and secret)")
+            }
+            (common::ctl::SessionState::LoggingIn, false) => format!("{why} during login"),
+            _ => why.to_owned(),
+        };
+        let why = why.as_str();
+        warn!("{}: connection lost: {why}", s.name);
         // Events already produced (completions) still count.
         self.drain_events_only(i, now);
         self.take_back(i, now);
@@ -584,6 +594,9 @@ impl Engine {
     fn fail_session(&mut self, i: usize, msg: String, permanent: bool, now: Instant) {
         let s = &mut self.sessions[i];
         s.last_error = Some(msg.clone());
+        if s.ending.is_none() && s.chap_fallback(now) {
+            return;
+        }
         if s.ending.is_some() {
             return self.after_logout(i, now);
         }

@@ -91,6 +91,7 @@ impl Engine {
                     let was_disabled = s.cfg.disabled;
                     s.cfg = t;
                     s.redirect = None;
+                    s.chap_md5_only = false;
                     if was_disabled || s.conn.is_none() {
                         s.state = SessionState::Idle;
                         s.retry_at = Some(now);

@@ -77,6 +77,9 @@ pub struct Sess {
     pub logins: u64,
     pub last_error: Option<String>,
     pub isid: [u8; 6],
+    /// Offer only CHAP_A=5: set after a SHA-256 login failed (tgt takes
+    /// CHAP_A=7 for SHA-1, for one) until the configuration changes.
+    pub chap_md5_only: bool,
 }
 
 impl Sess {
@@ -109,7 +112,26 @@ impl Sess {
             logins: 0,
             last_error: None,
             isid,
+            chap_md5_only: false,
         }
+    }
+
+    /// A CHAP login that failed while SHA-256 was on offer is retried at
+    /// once with MD5 only; returns true if that is what happens now.
+    pub fn chap_fallback(&mut self, now: Instant) -> bool {
+        let p = &self.cfg.params;
+        let any = matches!(p.chap_algorithm, None | Some(ChapAlgorithm::Any));
+        if p.chap.is_none() || !any || self.chap_md5_only || self.state != SessionState::LoggingIn {
+            return false;
+        }
+        log::info!(
+            "{}: CHAP login failed with SHA-256 offered, retrying with MD5 only",
+            self.name
+        );
+        self.chap_md5_only = true;
+        self.state = SessionState::Failed;
+        self.retry_at = Some(now);
+        true
     }
 
     pub fn discovery(&self) -> bool {
@@ -172,6 +194,7 @@ impl Sess {
                 .as_ref()
                 .map(|m| (m.name.clone(), m.secret.clone())),
             algs: match p.chap_algorithm {
+                _ if self.chap_md5_only => vec![ChapAlg::Md5],
                 Some(ChapAlgorithm::Md5) => vec![ChapAlg::Md5],
                 Some(ChapAlgorithm::Sha256) => vec![ChapAlg::Sha256],
                 Some(ChapAlgorithm::Any) | None => vec![ChapAlg::Sha256, ChapAlg::Md5],

@@ -2,6 +2,7 @@
 //! with the emulator, iscsictl. Everything started is stopped on drop.
 
 pub mod daemon;
+pub mod rig;
 pub mod targets;
 
 use std::net::TcpListener;
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub use daemon::{Ctl, Daemon};
+pub use rig::{pattern, roundtrip, Rig};
 pub use targets::{Backend, Target, TargetKind};
 
 /// The IQNs every harness target serves.
