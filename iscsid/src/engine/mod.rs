@@ -407,10 +407,18 @@ impl Engine {
     // ---- sessions ----
 
     fn session_io(&mut self, i: usize, now: Instant) {
-        if let Err(e) = self.sessions[i].io(now) {
-            self.conn_lost(i, &e.to_string(), now);
-        }
+        let Some(token) = self.sessions[i].conn.as_ref().map(|c| c.token) else {
+            return;
+        };
+        let r = self.sessions[i].io(now);
+        // What arrived before an EOF counts: a Logout Response, completions.
         self.drain_session(i, now);
+        if let Err(e) = r {
+            // The session may have closed (or gone) while draining.
+            if let Some(i) = self.session_by_token(token) {
+                self.conn_lost(i, &e.to_string(), now);
+            }
+        }
     }
 
     /// Acts on everything the session has to say, then writes what it queued.

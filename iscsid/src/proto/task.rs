@@ -300,8 +300,9 @@ impl Task {
         let (status, sense) = match status {
             GOOD => (Status::Done, Vec::new()),
             CHECK_CONDITION if !sense.is_empty() => (Status::Sense, fixed_sense(sense)),
-            // No sense to give: the midlayer can only retry.
-            CHECK_CONDITION => (Status::Reset, Vec::new()),
+            // No sense to interpret (istgt does this for LBA out of
+            // range): a retry would fail the same way, so fail it now.
+            CHECK_CONDITION => (Status::Err, Vec::new()),
             BUSY | TASK_SET_FULL | ACA_ACTIVE | TASK_ABORTED => (Status::Reset, Vec::new()),
             _ => (Status::Err, Vec::new()),
         };

@@ -30,7 +30,12 @@ impl Daemon {
         let dir = Scratch::new("iscsid");
         let socket = dir.join("iscsid.sock");
         let log = dir.join("iscsid.log");
-        let logf = fs::File::create(&log).expect("log file");
+        // O_APPEND: three processes write here, each line must land at the end.
+        let logf = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
         let child = Command::new(bin("iscsid"))
             .arg("-dv")
             .arg("-n")

@@ -128,6 +128,41 @@ impl Target {
         }
     }
 
+    /// tgt only: adds LUN `lun` (a new RAM file of `mb` MiB) to the disk
+    /// target while it runs; returns its backing file.
+    pub fn add_lun(&mut self, lun: u32, mb: u64) -> PathBuf {
+        assert_eq!(
+            self.kind,
+            TargetKind::Tgt,
+            "LUNs are added at run time on tgt only"
+        );
+        let path = PathBuf::from(format!(
+            "/dev/shm/iscsid-test-{}-{}-extra{lun}.img",
+            std::process::id(),
+            self.port
+        ));
+        sparse(&path, mb);
+        let l = lun.to_string();
+        let f = path.to_string_lossy().into_owned();
+        assert!(
+            self.tgtadm(&[
+                "--op",
+                "new",
+                "--mode",
+                "logicalunit",
+                "--tid",
+                "1",
+                "--lun",
+                &l,
+                "-b",
+                &f
+            ]),
+            "tgtadm add lun"
+        );
+        self.files.push(path.clone());
+        path
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -350,26 +385,26 @@ fn start_istgt(
 impl Drop for Target {
     fn drop(&mut self) {
         match self.kind {
-            // tgtd ignores SIGTERM; this is its shutdown.
+            // tgtd ignores SIGTERM and its "delete system" refuses while
+            // targets exist; it keeps nothing worth a clean exit.
             TargetKind::Tgt => {
-                let p = self.port.to_string();
-                let _ =
-                    run(Command::new("tgtadm")
-                        .args(["-C", &p, "--op", "delete", "--mode", "system"]));
+                let _ = self.child.kill();
+                let _ = self.child.wait();
             }
             TargetKind::Istgt => {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(self.child.id() as i32),
                     nix::sys::signal::Signal::SIGTERM,
                 );
+                if wait_for(Duration::from_secs(3), || {
+                    self.child.try_wait().ok().flatten()
+                })
+                .is_none()
+                {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                }
             }
-        }
-        let exited = wait_for(Duration::from_secs(3), || {
-            self.child.try_wait().ok().flatten()
-        });
-        if exited.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
         for f in &self.files {
             let _ = fs::remove_file(f);
