@@ -203,6 +203,12 @@ fn discovery(k: TargetKind) {
     let name = format!("disc/{IQN_DISK}");
     rig.wait_show(&name, "logged in", Duration::from_secs(10));
     roundtrip(&rig, &disks[0], 0, &pattern(7, 8192));
+    // Reloading asks the portal again and adds nothing twice.
+    rig.reload(&conf);
+    std::thread::sleep(Duration::from_secs(1));
+    let summary = rig.ctl.ok(&["show", "summary"]);
+    assert_eq!(summary.matches("disc/").count(), 2, "{summary}");
+    assert_eq!(rig.emu.disks().len(), disk_count(k));
     // Taking the discovery entry away takes its sessions with it.
     rig.reload("# nothing\n");
     rig.emu

@@ -69,7 +69,14 @@ impl Engine {
                     s.retry_at = Some(now);
                     self.sessions.push(s);
                 }
-                Some(i) if self.sessions[i].cfg == t => {}
+                Some(i) if self.sessions[i].cfg == t => {
+                    // A reload asks discovery entries again for new targets.
+                    let s = &mut self.sessions[i];
+                    if s.state == SessionState::Done {
+                        s.state = SessionState::Idle;
+                        s.retry_at = Some(now);
+                    }
+                }
                 Some(i) if t.disabled => {
                     info!("{}: disabled", t.name);
                     self.end_session(i, Ending::Remove, now);
