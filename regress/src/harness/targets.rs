@@ -35,7 +35,9 @@ pub struct Target {
     pub port: u16,
     child: Child,
     files: Vec<PathBuf>,
-    _dir: Scratch,
+    params: Vec<(String, String)>,
+    backend: Backend,
+    dir: Scratch,
 }
 
 pub const DISK_LUN1_MB: u64 = 64;
@@ -91,7 +93,12 @@ impl Target {
                         port,
                         child,
                         files,
-                        _dir: dir,
+                        params: params
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        backend,
+                        dir,
                     }
                 }
                 None => {
@@ -161,6 +168,30 @@ impl Target {
         );
         self.files.push(path.clone());
         path
+    }
+
+    /// Kills the target daemon outright (no logout, no FIN from it), waits
+    /// `down`, and starts it again on the same port with the same data.
+    pub fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        let params: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        // Extra LUNs added at run time are not restored.
+        let files = self.files[..5].to_vec();
+        let child = match self.kind {
+            TargetKind::Tgt => {
+                let _ = fs::remove_file(format!("/run/tgtd/socket.{}", self.port));
+                let _ = fs::remove_file(format!("/run/tgtd/socket.{}.lock", self.port));
+                start_tgt(self.port, &files, &params, self.backend)
+            }
+            TargetKind::Istgt => start_istgt(self.port, &files, &params, &self.dir),
+        };
+        self.child = child.expect("target restart");
     }
 
     pub fn pid(&self) -> u32 {
