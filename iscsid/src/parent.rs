@@ -69,8 +69,15 @@ impl std::error::Error for StartError {}
 /// administrator widens it. State changes need root regardless (the engine
 /// checks the peer's credentials).
 fn control_open(path: &Path) -> Result<UnixListener, StartError> {
-    if UnixStream::connect(path).is_ok() {
-        return Err(StartError::SocketInUse(path.to_owned()));
+    // Only a socket nobody answers on may be replaced. Base iscsid's socket
+    // is SOCK_SEQPACKET, which a stream connect fails on differently.
+    match UnixStream::connect(path) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+            ) => {}
+        _ => return Err(StartError::SocketInUse(path.to_owned())),
     }
     match fs::remove_file(path) {
         Ok(()) => {}
@@ -182,14 +189,10 @@ pub fn run(opts: &Options) -> Result<i32, StartError> {
         return Err(StartError::NotRoot);
     }
     let user = privdrop::lookup(&opts.user).map_err(StartError::Priv)?;
+    // The device first: its open is exclusive, so a busy device means
+    // another initiator runs and its control socket must stay.
+    let device = device_open(&opts.device)?;
     let listener = control_open(&opts.socket)?;
-    let device = match device_open(&opts.device) {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = fs::remove_file(&opts.socket);
-            return Err(e);
-        }
-    };
     if !opts.debug {
         nix::unistd::daemon(true, false).map_err(|e| StartError::Sys("daemon", e))?;
     }
@@ -225,6 +228,9 @@ pub fn run(opts: &Options) -> Result<i32, StartError> {
         ForkResult::Parent { child } => child,
     };
     drop(c_engine);
+    for pid in [Pid::this(), relay, engine] {
+        no_broadcast_kill(pid);
+    }
 
     let (r_end, e_end) = pair()?;
     let _p_relay = send(
@@ -317,6 +323,40 @@ fn supervise(relay: Pid, engine: Pid, socket: &Path) -> i32 {
     info!("exiting");
     status
 }
+
+/// As base does: the kill(-1) of a system shutdown must not take the
+/// disks away before the file systems on them are unmounted.
+#[cfg(target_os = "openbsd")]
+fn no_broadcast_kill(pid: Pid) {
+    let mib = [
+        libc::CTL_KERN,
+        libc::KERN_PROC_NOBROADCASTKILL,
+        pid.as_raw(),
+    ];
+    let on: libc::c_int = 1;
+    // SAFETY: a three-element MIB and a pointer to one int, as sysctl(2)
+    // documents for KERN_PROC_NOBROADCASTKILL; no old value is read.
+    let r = unsafe {
+        libc::sysctl(
+            mib.as_ptr(),
+            3,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            (&on as *const libc::c_int).cast_mut().cast(),
+            std::mem::size_of::<libc::c_int>(),
+        )
+    };
+    if r == -1 {
+        warn!(
+            "sysctl KERN_PROC_NOBROADCASTKILL: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+/// Linux has no such protection; nothing to do.
+#[cfg(not(target_os = "openbsd"))]
+fn no_broadcast_kill(_pid: Pid) {}
 
 fn signal_all(alive: &[Option<(Pid, Role)>], sig: Signal) {
     for (pid, _) in alive.iter().flatten() {

@@ -1,0 +1,358 @@
+//! The OpenBSD integration files: man pages, rc.d scripts, the example
+//! configuration, Makefile.bsd and the port. These check them against the
+//! code so that a new command, keyword or pledge cannot go undocumented.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MAN_PAGES: [&str; 3] = ["man/iscsid.8", "man/iscsictl.8", "man/iscsi.conf.5"];
+const RC_SCRIPT: &str = "etc/rc.d/iscsid";
+const PORT: &str = "ports/sysutils/iscsid";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("regress/ has a parent")
+        .to_path_buf()
+}
+
+fn read(rel: &str) -> String {
+    let p = root().join(rel);
+    fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Every "..." literal in `text`, without escapes (none are needed here).
+fn string_literals(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('"') else { break };
+        out.push(after[..end].to_owned());
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+/// The text between `start` and the first `end` after it.
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(&text[from..from + len])
+}
+
+/// The words an mdoc page marks with `Ic`: every token after an `Ic`
+/// macro up to the next macro, on macro lines.
+fn ic_words(page: &str) -> BTreeSet<String> {
+    let is_macro = |t: &str| {
+        t.len() == 2
+            && t.starts_with(|c: char| c.is_ascii_uppercase())
+            && t.chars().all(|c| c.is_ascii_alphabetic())
+    };
+    let mut words = BTreeSet::new();
+    for line in page.lines().filter(|l| l.starts_with('.')) {
+        let mut in_ic = false;
+        for tok in line[1..].split_whitespace() {
+            if tok == "Ic" {
+                in_ic = true;
+            } else if is_macro(tok) {
+                in_ic = false;
+            } else if in_ic {
+                words.insert(tok.trim_matches(|c| ",.;:|()".contains(c)).to_owned());
+            }
+        }
+    }
+    words
+}
+
+/// The rust sources of the programs that ship.
+fn shipped_sources() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for krate in ["common", "iscsid", "iscsictl"] {
+        walk(&root().join(krate).join("src"), &mut out);
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn man_pages_pass_mandoc_lint() {
+    for page in MAN_PAGES {
+        let out = Command::new("mandoc")
+            .args(["-T", "lint", "-W", "warning"])
+            .arg(root().join(page))
+            .output()
+            .unwrap_or_else(|e| panic!("mandoc: {e} (regress/setup.sh installs it)"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.is_empty(),
+            "{page}: {}\n{text}",
+            out.status
+        );
+    }
+}
+
+#[test]
+fn string_helpers_find_what_they_should() {
+    assert_eq!(string_literals(r#"f("a b", x, "c")"#), ["a b", "c"]);
+    assert_eq!(string_literals(r#"no "end"#), Vec::<String>::new());
+    assert_eq!(between("x [1, 2] y", "[", "]"), Some("1, 2"));
+    assert_eq!(between("x [1, 2 y", "[", "]"), None);
+    let words = ic_words(".It Ic show vscsi stats\n.It Ic discover Ar address\nIc no\n");
+    let want: BTreeSet<String> = ["show", "vscsi", "stats", "discover"]
+        .map(String::from)
+        .into();
+    assert_eq!(words, want);
+    let words = ic_words(".It Ic disabled Ns | Ns Ic enabled\n.Ic inet4 ,\n");
+    assert!(
+        words.contains("enabled") && words.contains("inet4"),
+        "{words:?}"
+    );
+}
+
+#[test]
+fn every_pledge_is_known_to_pledge_and_documented() {
+    let pages = format!("{}{}", read("man/iscsid.8"), read("man/iscsictl.8"));
+    let mut found = BTreeMap::new();
+    for path in shipped_sources() {
+        let text = fs::read_to_string(&path).expect("source");
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("sandbox::pledge(") {
+            rest = &rest[at + "sandbox::pledge(".len()..];
+            let arg = rest.split(')').next().unwrap_or_default().trim();
+            let promises = arg
+                .strip_prefix('"')
+                .and_then(|a| a.strip_suffix('"'))
+                .unwrap_or_else(|| {
+                    panic!("{}: pledge argument {arg} is not a literal", path.display())
+                });
+            found.insert(promises.to_owned(), path.clone());
+        }
+    }
+    // The parent, the engine and iscsictl each pledge.
+    assert!(found.len() >= 3, "pledge calls found: {found:?}");
+    for (promises, path) in &found {
+        if let Err(e) = common::sandbox::check_promises(promises) {
+            panic!("{}: {e}", path.display());
+        }
+        assert!(
+            pages.contains(&format!(".Qq {promises}")),
+            "{}: pledge \"{promises}\" is not in iscsid.8 or iscsictl.8",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn every_iscsictl_command_is_documented() {
+    let parser = read("iscsictl/src/parser.rs");
+    let code = parser.split("#[cfg(test)]").next().unwrap_or_default();
+    let mut words = BTreeSet::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("pick(") {
+        let definition = rest[..at].ends_with("fn ");
+        rest = &rest[at + "pick(".len()..];
+        if let (false, Some(list)) = (definition, between(rest, "&[", "]")) {
+            words.extend(string_literals(list));
+        }
+    }
+    for w in ["reload", "discover", "show", "log", "verbose", "stats"] {
+        assert!(words.contains(w), "{w} not found in parser.rs: {words:?}");
+    }
+    let documented = ic_words(&read("man/iscsictl.8"));
+    let missing: Vec<_> = words.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "iscsictl.8 lacks .It Ic entries for {missing:?}"
+    );
+}
+
+/// The spellings of the lexer's keyword table.
+fn config_keywords() -> Vec<String> {
+    let lexer = read("common/src/config/lexer.rs");
+    let table = between(&lexer, "const KEYWORDS", "];").expect("KEYWORDS table in lexer.rs");
+    let words: Vec<String> = string_literals(table);
+    assert!(words.len() >= 20, "too few keywords found: {words:?}");
+    words
+}
+
+#[test]
+fn every_config_keyword_and_value_is_documented() {
+    let documented = ic_words(&read("man/iscsi.conf.5"));
+    let mut wanted = config_keywords();
+    // Words of parameter lines that are not keywords of the lexer.
+    let params = read("common/src/config/params.rs");
+    for table in ["const DIGESTS", "const ALGORITHMS", "const BOOLS"] {
+        let t = between(&params, table, "];").unwrap_or_else(|| panic!("{table} in params.rs"));
+        let values: Vec<String> = string_literals(t);
+        assert!(!values.is_empty(), "{table} is empty");
+        wanted.extend(values);
+    }
+    let chap = between(&params, "const SUB", ";").expect("chap sub-keywords in params.rs");
+    wanted.extend(string_literals(chap));
+    wanted.push("secret".into());
+    for isid in ["oui", "en", "rand"] {
+        wanted.push(isid.into());
+    }
+    let missing: Vec<_> = wanted.iter().filter(|w| !documented.contains(*w)).collect();
+    assert!(missing.is_empty(), "iscsi.conf.5 lacks Ic {missing:?}");
+}
+
+#[test]
+fn rc_scripts_are_valid_sh_and_agree() {
+    let port_rc = format!("{PORT}/pkg/iscsid_rs.rc");
+    for script in [RC_SCRIPT, port_rc.as_str()] {
+        let out = Command::new("sh")
+            .arg("-n")
+            .arg(root().join(script))
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let ours = read(RC_SCRIPT);
+    let port = read(&port_rc).replace("${TRUEPREFIX}", "/usr/local");
+    assert_eq!(ours, port, "etc/rc.d/iscsid and {port_rc} differ");
+    // The decisions iscsid.8 documents.
+    assert!(ours.contains("\nrc_stop=NO\n"), "stop must be refused");
+    assert!(!ours.contains("rc_reload=NO"));
+    assert!(ours.contains("rc_reload() {\n\t${control} reload\n}"));
+    assert!(ours.contains("rc_exec \"${daemon} ${daemon_flags} && ${control} reload\""));
+    assert!(ours.contains("daemon=\"/usr/local/sbin/iscsid\""));
+}
+
+/// The example with the leading '#' of its configuration lines removed;
+/// prose comments start with "# " and stay.
+fn uncommented_example() -> String {
+    read("etc/iscsi.conf")
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if !rest.is_empty() && !rest.starts_with(' ') => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn example_config_is_inert_and_valid_when_uncommented() {
+    use common::config::{parse_str, SessionType};
+    let as_shipped = parse_str(&read("etc/iscsi.conf"), "iscsi.conf").expect("example");
+    assert!(as_shipped.targets.is_empty() && as_shipped.isid.is_none());
+
+    let text = uncommented_example();
+    let cfg = parse_str(&text, "iscsi.conf")
+        .unwrap_or_else(|e| panic!("uncommented example: {e:?}\n{text}"));
+    let names: Vec<&str> = cfg.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["data", "logs", "lab", "spare"]);
+    assert_eq!(cfg.targets[2].session_type, SessionType::Discovery);
+    assert!(cfg.targets[3].disabled && !cfg.targets[0].disabled);
+    assert!(cfg.targets[1].params.chap_mutual.is_some());
+    assert_eq!(cfg.targets[0].params.queue_depth, Some(64));
+    assert_eq!(cfg.targets[1].params.queue_depth, Some(16));
+    // It shows every keyword but the reserved one; include is described
+    // in prose so that the example never names a missing file.
+    let words: BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .collect();
+    for k in config_keywords() {
+        if k != "address" && k != "include" {
+            assert!(words.contains(k.as_str()), "example lacks {k}");
+        }
+    }
+}
+
+#[test]
+fn install_lists_name_every_man_page() {
+    let makefile = read("Makefile.bsd");
+    let port = read(&format!("{PORT}/Makefile"));
+    let plist = read(&format!("{PORT}/pkg/PLIST"));
+    let mut pages: Vec<String> = fs::read_dir(root().join("man"))
+        .expect("man/")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    assert_eq!(pages, ["iscsi.conf.5", "iscsictl.8", "iscsid.8"]);
+    for p in &pages {
+        let section = p.rsplit('.').next().unwrap_or_default();
+        assert!(makefile.contains(&format!("man/{p}")), "Makefile.bsd: {p}");
+        assert!(port.contains(&format!("man/{p}")), "port Makefile: {p}");
+        assert!(
+            plist.contains(&format!("@man man/man{section}/{p}\n")),
+            "PLIST: {p}"
+        );
+    }
+    for f in [
+        "@bin sbin/iscsid\n",
+        "@bin sbin/iscsictl\n",
+        "@rcscript ${RCDIR}/iscsid_rs\n",
+    ] {
+        assert!(plist.contains(f), "PLIST lacks {f}");
+    }
+    assert!(port.contains("ISCSID_USER=_iscsirs"));
+    assert!(plist.contains("@newuser _iscsirs:"));
+}
+
+/// (name, version) of every crates.io package in Cargo.lock.
+fn locked_crates() -> BTreeSet<(String, String)> {
+    let lock = read("Cargo.lock");
+    let mut out = BTreeSet::new();
+    for pkg in lock.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            pkg.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().trim_matches('"').to_owned())
+        };
+        let registry = field("source = ").is_some_and(|s| s.starts_with("registry+"));
+        if let (true, Some(n), Some(v)) = (registry, field("name = "), field("version = ")) {
+            out.insert((n, v));
+        }
+    }
+    out
+}
+
+#[test]
+fn crates_inc_matches_cargo_lock() {
+    let inc = read(&format!("{PORT}/crates.inc"));
+    let listed: BTreeSet<(String, String)> = inc
+        .lines()
+        .filter_map(|l| l.strip_prefix("MODCARGO_CRATES +="))
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            let n = f.next().unwrap_or_default().to_owned();
+            let v = f.next().unwrap_or_default().to_owned();
+            (n, v)
+        })
+        .collect();
+    let locked = locked_crates();
+    assert!(locked.iter().any(|(n, _)| n == "nix"), "{locked:?}");
+    assert_eq!(
+        listed, locked,
+        "crates.inc is stale: run ports/update-crates.sh"
+    );
+}
