@@ -1,3 +1,4 @@
 //! Test support for iscsid: the vscsi(4) emulator and target harness.
+pub mod badtarget;
 pub mod emulator;
 pub mod harness;

@@ -594,6 +594,9 @@ impl Engine {
     }
 
     fn close_conn(&mut self, i: usize) {
+        // A temporary redirect is good for one login (RFC 7143 11.13.5):
+        // later connections go to the configured portal again.
+        self.sessions[i].redirect = None;
         if let Some(mut c) = self.sessions[i].conn.take() {
             let _ = self.poll.registry().deregister(&mut c.stream);
         }

@@ -365,6 +365,11 @@ impl Login {
         if rsp.transit && rsp.nsg <= self.csg {
             return Err(LoginError::Protocol("transit to an earlier stage"));
         }
+        // Stage 2 is reserved: going on would loop in the operational stage
+        // until the login timer fires.
+        if rsp.transit && rsp.nsg != OPERATIONAL && rsp.nsg != FULL_FEATURE {
+            return Err(LoginError::Protocol("transit to a reserved stage"));
+        }
         match self.csg {
             SECURITY => self.security(&keys, &rsp),
             OPERATIONAL => self.operational(&keys, &rsp),

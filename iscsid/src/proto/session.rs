@@ -372,7 +372,11 @@ impl Session {
     /// queued. For reissue on the next connection.
     pub fn take_tasks(&mut self) -> Vec<ScsiTask> {
         let mut inflight: Vec<Task> = self.tasks.drain().map(|(_, t)| t).collect();
-        inflight.sort_by_key(|t| t.cmdsn.wrapping_sub(self.expcmdsn));
+        // Every CmdSN in flight is below the next one to issue; counted
+        // back from there they sort oldest first. (From ExpCmdSN, those
+        // the target already received would wrap around to the end.)
+        let next = self.cmdsn;
+        inflight.sort_by_key(|t| t.cmdsn.wrapping_sub(next));
         self.order.clear();
         let mut out: Vec<ScsiTask> = inflight.into_iter().map(|t| t.req).collect();
         out.extend(self.queue.drain(..));
@@ -773,6 +777,10 @@ impl Session {
         if r.cont || !r.final_ {
             // More to come: an empty request with the target's TTT asks for it.
             op.deadline = now + self.cfg.timeouts.text;
+            // Non-immediate, so it takes a CmdSN of its own; reusing one
+            // would give the next command a CmdSN the target already saw.
+            let cmdsn = self.cmdsn;
+            self.cmdsn = self.cmdsn.wrapping_add(1);
             let req = Pdu::TextReq(TextReq {
                 immediate: false,
                 final_: true,
@@ -780,7 +788,7 @@ impl Session {
                 lun: 0,
                 itt: r.itt,
                 ttt: r.ttt,
-                cmdsn: self.cmdsn,
+                cmdsn,
                 expstatsn: self.expstatsn,
                 data: Vec::new(),
             });
@@ -813,12 +821,7 @@ impl Session {
     /// go back to the midlayer for a retry.
     pub fn logout(&mut self, now: Instant) {
         match self.phase {
-            Phase::FullFeature => {}
-            Phase::Login => {
-                self.phase = Phase::Closed;
-                self.events.push_back(Event::LoggedOut);
-                return;
-            }
+            Phase::FullFeature | Phase::Login => {}
             Phase::LoggingOut | Phase::Closed => return,
         }
         for t in self.queue.drain(..) {
@@ -828,6 +831,13 @@ impl Session {
                     t.dir,
                     Status::Reset,
                 )));
+        }
+        if self.phase == Phase::Login {
+            // Nothing to log out of; commands queued for the login went
+            // back above rather than vanish with the connection.
+            self.phase = Phase::Closed;
+            self.events.push_back(Event::LoggedOut);
+            return;
         }
         let itt = self.alloc_itt();
         self.send(&Pdu::LogoutReq(LogoutReq {

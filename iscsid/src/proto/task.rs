@@ -94,6 +94,11 @@ pub enum TaskError {
         len: u32,
         max: u32,
     },
+    /// Data-In not continuing where the previous one ended.
+    Offset {
+        expected: u32,
+        got: u32,
+    },
     Sense,
 }
 
@@ -120,6 +125,9 @@ impl std::fmt::Display for TaskError {
             } => write!(f, "R2T for {len} bytes at {offset}, command has {datalen}"),
             TaskError::BurstTooLong { len, max } => {
                 write!(f, "R2T for {len} bytes, MaxBurstLength is {max}")
+            }
+            TaskError::Offset { expected, got } => {
+                write!(f, "Data-In at offset {got}, expected {expected}")
             }
             TaskError::Sense => write!(f, "malformed sense data"),
         }
@@ -254,25 +262,31 @@ impl Task {
         }
         self.next_datasn = self.next_datasn.wrapping_add(1);
         let len = d.data.len();
-        let end = (d.buffer_offset as usize).checked_add(len);
-        match end {
-            Some(e) if e <= self.req.datalen as usize => {
-                let off = d.buffer_offset as usize;
-                if self.rx.is_empty() && off == 0 {
-                    self.rx = d.data;
-                } else {
-                    if self.rx.len() < e {
-                        self.rx.resize(e, 0);
-                    }
-                    self.rx[off..e].copy_from_slice(&d.data);
-                }
+        if len > 0 {
+            // DataPDUInOrder=Yes always (we offer Yes to an OR): each PDU
+            // continues where the last ended. A hole would otherwise reach
+            // the kernel as zeros in a read that claims success.
+            let have = self.rx.len();
+            if d.buffer_offset as usize != have {
+                return Err(TaskError::Offset {
+                    expected: u32::try_from(have).unwrap_or(u32::MAX),
+                    got: d.buffer_offset,
+                });
             }
-            _ => {
+            if have
+                .checked_add(len)
+                .is_none_or(|e| e > self.req.datalen as usize)
+            {
                 return Err(TaskError::Overrun {
                     offset: d.buffer_offset,
                     len,
                     expected: self.req.datalen,
-                })
+                });
+            }
+            if self.rx.is_empty() {
+                self.rx = d.data;
+            } else {
+                self.rx.extend_from_slice(&d.data);
             }
         }
         if d.status_present {

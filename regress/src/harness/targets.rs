@@ -128,7 +128,8 @@ impl Target {
     /// The LUN numbers the disk target exposes as disks.
     pub fn disk_luns(&self) -> Vec<u32> {
         match self.kind {
-            // LUN 0 is tgt's controller.
+            // LUN 0 is tgt's controller; the null backend has one disk.
+            TargetKind::Tgt if self.backend == Backend::Null => vec![1],
             TargetKind::Tgt => vec![1, 2],
             // istgt needs a LUN 0 and it is a disk.
             TargetKind::Istgt => vec![0, 1, 2],
