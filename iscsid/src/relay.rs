@@ -208,9 +208,9 @@ impl Relay {
                 return self.complete(i2t.tag, Status::Err, &[]);
             }
         }
-        let hdr = Cmd::header(&i2t);
+        let trailer = Cmd::trailer(&i2t);
         self.engine
-            .compose_parts(procmsg::CMD, 0, 0, &[&hdr, &data], None)
+            .compose_parts(procmsg::CMD, 0, 0, &[&data, &trailer], None)
             .map_err(|e| io::Error::other(format!("engine channel: {e}")))
     }
 
@@ -249,7 +249,7 @@ impl Relay {
     fn dispatch(&mut self, m: Imsg) -> io::Result<()> {
         match m.kind {
             procmsg::DONE => {
-                let d = match Done::decode(&m.data) {
+                let d = match Done::decode(m.data) {
                     Ok(d) => d,
                     Err(e) => return Err(io::Error::other(format!("bad DONE: {e}"))),
                 };

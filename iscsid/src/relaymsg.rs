@@ -53,10 +53,30 @@ impl From<WireError> for MsgError {
     }
 }
 
+/// Bytes of the fixed part after a command's data.
+pub const CMD_TRAILER: usize = 4 + 4 + 4 + 1 + 1 + CDB_MAX + 4;
+/// Bytes of the fixed part after a completion's data.
+pub const DONE_TRAILER: usize = 4 + 1 + 1 + SENSE_LEN;
+
+/// Splits a message into data and its fixed-size trailer. The fixed part
+/// goes last so that the data is the front of the buffer the message came
+/// in: truncating it off costs nothing, where a header would cost a copy
+/// of every byte of data.
+fn split_trailer(mut v: Vec<u8>, n: usize) -> Result<(Vec<u8>, Vec<u8>), MsgError> {
+    let at = v
+        .len()
+        .checked_sub(n)
+        .ok_or(MsgError::Wire(WireError::Short {
+            want: n,
+            have: v.len(),
+        }))?;
+    let t = v[at..].to_vec();
+    v.truncate(at);
+    Ok((v, t))
+}
+
 impl Cmd {
-    /// The header; the data follows it unframed, so a write costs no extra copy
-    /// when composed with `compose_parts`.
-    pub fn header(i2t: &I2t) -> Vec<u8> {
+    pub fn trailer(i2t: &I2t) -> Vec<u8> {
         let mut w = Writer::new();
         w.u32(i2t.tag)
             .u32(i2t.target)
@@ -68,8 +88,9 @@ impl Cmd {
         w.into_inner()
     }
 
-    pub fn decode(b: &[u8]) -> Result<Cmd, MsgError> {
-        let mut r = Reader::new(b);
+    pub fn decode(v: Vec<u8>) -> Result<Cmd, MsgError> {
+        let (data, t) = split_trailer(v, CMD_TRAILER)?;
+        let mut r = Reader::new(&t);
         let tag = r.u32()?;
         let target = r.u32()?;
         let lun = r.u32()?;
@@ -82,7 +103,6 @@ impl Cmd {
         let mut cdb = [0u8; CDB_MAX];
         cdb.copy_from_slice(r.take(CDB_MAX)?);
         let datalen = r.u32()?;
-        let data = r.rest().to_vec();
         Ok(Cmd {
             i2t: I2t {
                 tag,
@@ -99,29 +119,34 @@ impl Cmd {
 }
 
 impl Done {
-    pub fn header(tag: u32, status: Status, sense: &[u8]) -> Vec<u8> {
+    pub fn trailer(tag: u32, status: Status, sense: &[u8]) -> Vec<u8> {
         let sense = &sense[..sense.len().min(SENSE_LEN)];
+        let mut padded = [0u8; SENSE_LEN];
+        padded[..sense.len()].copy_from_slice(sense);
         let mut w = Writer::new();
         w.u32(tag)
             .u8(u8::try_from(status.raw()).unwrap_or(3))
-            .bytes(sense);
+            .u8(sense.len() as u8)
+            .raw(&padded);
         w.into_inner()
     }
 
-    pub fn decode(b: &[u8]) -> Result<Done, MsgError> {
-        let mut r = Reader::new(b);
+    pub fn decode(v: Vec<u8>) -> Result<Done, MsgError> {
+        let (data, t) = split_trailer(v, DONE_TRAILER)?;
+        let mut r = Reader::new(&t);
         let tag = r.u32()?;
         let s = r.u8()?;
         let status = Status::from_raw(i32::from(s)).ok_or(MsgError::BadStatus(s))?;
-        let sense = r.bytes()?;
-        if sense.len() > SENSE_LEN {
-            return Err(MsgError::SenseTooLong(sense.len()));
+        let n = usize::from(r.u8()?);
+        if n > SENSE_LEN {
+            return Err(MsgError::SenseTooLong(n));
         }
+        let sense = r.take(SENSE_LEN)?[..n].to_vec();
         Ok(Done {
             tag,
             status,
-            sense: sense.to_vec(),
-            data: r.rest().to_vec(),
+            sense,
+            data,
         })
     }
 }
@@ -144,11 +169,10 @@ pub fn decode_devevent(b: &[u8]) -> Result<(i32, i32), MsgError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn cmd_round_trip() {
+    fn i2t() -> I2t {
         let mut cdb = [0u8; CDB_MAX];
         cdb[0] = 0x2a;
-        let i2t = I2t {
+        I2t {
             tag: 7,
             target: 3,
             lun: 1,
@@ -156,38 +180,40 @@ mod tests {
             cdblen: 10,
             datalen: 4,
             dir: Dir::Write,
-        };
-        let mut b = Cmd::header(&i2t);
-        b.extend_from_slice(&[1, 2, 3, 4]);
-        let c = Cmd::decode(&b).unwrap();
-        assert_eq!(c.i2t, i2t);
+        }
+    }
+
+    #[test]
+    fn cmd_round_trip() {
+        let mut b = vec![1, 2, 3, 4];
+        b.extend_from_slice(&Cmd::trailer(&i2t()));
+        assert_eq!(Cmd::trailer(&i2t()).len(), CMD_TRAILER);
+        let c = Cmd::decode(b).unwrap();
+        assert_eq!(c.i2t, i2t());
         assert_eq!(c.data, [1, 2, 3, 4]);
     }
 
     #[test]
     fn done_round_trip_and_garbage() {
-        let mut b = Done::header(9, Status::Sense, &[0x70, 0, 5]);
-        b.push(0xaa);
-        let d = Done::decode(&b).unwrap();
+        let mut b = vec![0xaa];
+        b.extend_from_slice(&Done::trailer(9, Status::Sense, &[0x70, 0, 5]));
+        let d = Done::decode(b).unwrap();
         assert_eq!((d.tag, d.status), (9, Status::Sense));
         assert_eq!(d.sense, [0x70, 0, 5]);
         assert_eq!(d.data, [0xaa]);
-        assert_eq!(Done::decode(&[0, 0, 0, 1, 9]), Err(MsgError::BadStatus(9)));
-        assert!(Done::decode(&[0, 0]).is_err());
-        let mut long = Vec::new();
-        long.extend_from_slice(&[0, 0, 0, 1, 1, 0, 0, 0, 19]);
-        long.extend_from_slice(&[0; 19]);
-        assert_eq!(Done::decode(&long), Err(MsgError::SenseTooLong(19)));
-        let mut bad = Cmd::header(&I2t {
-            tag: 1,
-            target: 0,
-            lun: 0,
-            cdb: [0; CDB_MAX],
-            cdblen: 6,
-            datalen: 0,
-            dir: Dir::None,
-        });
+        let mut bad = Done::trailer(1, Status::Done, &[]);
+        bad[4] = 9;
+        assert_eq!(Done::decode(bad), Err(MsgError::BadStatus(9)));
+        let mut bad = Done::trailer(1, Status::Done, &[]);
+        bad[5] = 19;
+        assert_eq!(Done::decode(bad), Err(MsgError::SenseTooLong(19)));
+        assert!(Done::decode(vec![0, 0]).is_err());
+        assert!(Cmd::decode(vec![0; CMD_TRAILER - 1]).is_err());
+        let mut bad = Cmd::trailer(&i2t());
         bad[13] = 17;
-        assert_eq!(Cmd::decode(&bad), Err(MsgError::CdbTooLong(17)));
+        assert_eq!(Cmd::decode(bad), Err(MsgError::CdbTooLong(17)));
+        let mut bad = Cmd::trailer(&i2t());
+        bad[12] = 5;
+        assert_eq!(Cmd::decode(bad), Err(MsgError::BadDir(5)));
     }
 }

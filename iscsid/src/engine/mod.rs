@@ -188,6 +188,7 @@ impl Engine {
         loop {
             let now = Instant::now();
             self.timers(now);
+            self.flush_sessions(now);
             self.flush_all();
             if self.finished(now) {
                 info!("all sessions closed");
@@ -294,7 +295,7 @@ impl Engine {
                         m.kind
                     )));
                 }
-                match Cmd::decode(&m.data) {
+                match Cmd::decode(m.data) {
                     Ok(c) => self.command(c, now),
                     Err(e) => return Err(io::Error::other(format!("bad command from relay: {e}"))),
                 }
@@ -360,7 +361,8 @@ impl Engine {
                 s.held.push_back(task);
             }
         }
-        self.drain_session(idx, now);
+        // Written by flush_sessions once the whole batch is in.
+        self.handle_events(idx, now);
     }
 
     fn done(&mut self, c: Completion) {
@@ -374,10 +376,10 @@ impl Engine {
             self.stats.data_reads += 1;
             self.stats.bytes_read += c.data.len() as u64;
         }
-        let hdr = Done::header(c.tag, c.status, &c.sense);
+        let trailer = Done::trailer(c.tag, c.status, &c.sense);
         if let Err(e) = self
             .relay
-            .compose_parts(procmsg::DONE, 0, 0, &[&hdr, &c.data], None)
+            .compose_parts(procmsg::DONE, 0, 0, &[&c.data, &trailer], None)
         {
             error!("relay channel: {e}");
         }
@@ -423,6 +425,35 @@ impl Engine {
 
     /// Acts on everything the session has to say, then writes what it queued.
     fn drain_session(&mut self, i: usize, now: Instant) {
+        self.handle_events(i, now);
+        if let Some(s) = self.sessions.get_mut(i) {
+            if let Err(e) = s.flush() {
+                let msg = e.to_string();
+                self.conn_lost(i, &msg, now);
+            }
+        }
+    }
+
+    /// Writes every session's queued bytes: commands from one relay read
+    /// go out in one write per connection, not one per command.
+    fn flush_sessions(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.sessions.len() {
+            let pending = self.sessions[i]
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.connected && !c.session.tx_data().is_empty());
+            if pending {
+                if let Err(e) = self.sessions[i].flush() {
+                    let msg = e.to_string();
+                    self.conn_lost(i, &msg, now);
+                }
+            }
+            i += 1;
+        }
+    }
+
+    fn handle_events(&mut self, i: usize, now: Instant) {
         loop {
             let ev = match self.sessions.get_mut(i).and_then(|s| s.conn.as_mut()) {
                 Some(c) => c.session.poll_event(),
@@ -430,12 +461,6 @@ impl Engine {
             };
             let Some(ev) = ev else { break };
             self.session_event(i, ev, now);
-        }
-        if let Some(s) = self.sessions.get_mut(i) {
-            if let Err(e) = s.flush() {
-                let msg = e.to_string();
-                self.conn_lost(i, &msg, now);
-            }
         }
     }
 

@@ -18,7 +18,7 @@ use super::pdu::{
     TextRsp, RESERVED_TAG,
 };
 use super::serial;
-use super::task::{sense_codes, Completion, ScsiTask, Task, TaskError};
+use super::task::{sense_codes, Completion, ScsiTask, Task, TaskError, Wire};
 use super::text::{self, TextBuf, TextError};
 use crate::vscsi::Status;
 
@@ -218,7 +218,6 @@ pub struct Session {
     logout: Option<(u32, Instant)>,
     target_logout: Option<u16>,
     events: VecDeque<Event>,
-    scratch: Vec<Pdu>,
 }
 
 impl Session {
@@ -253,7 +252,6 @@ impl Session {
             logout: None,
             target_logout: None,
             events: VecDeque::new(),
-            scratch: Vec::new(),
             cfg,
         };
         s.send(&Pdu::LoginReq(first));
@@ -415,12 +413,12 @@ impl Session {
             self.cmdsn = self.cmdsn.wrapping_add(1);
             let deadline = now + self.cfg.timeouts.command;
             let task = Task::new(req, itt, cmdsn, deadline);
-            let mut pdus = std::mem::take(&mut self.scratch);
-            task.issue(&self.params, self.expstatsn, &mut pdus);
-            for p in pdus.drain(..) {
-                self.send(&p);
-            }
-            self.scratch = pdus;
+            let w = Wire {
+                params: &self.params,
+                expstatsn: self.expstatsn,
+                digests: self.digests,
+            };
+            task.issue(w, &mut self.tx);
             self.tasks.insert(itt, task);
             self.order.push_back((deadline, itt));
         }
@@ -499,27 +497,20 @@ impl Session {
                         itt: r.itt,
                     });
                 };
-                let mut pdus = std::mem::take(&mut self.scratch);
                 let res = t.r2t(
                     r.buffer_offset,
                     r.desired_len,
                     r.ttt,
-                    &self.params,
-                    self.expstatsn,
-                    &mut pdus,
+                    Wire {
+                        params: &self.params,
+                        expstatsn: self.expstatsn,
+                        digests: self.digests,
+                    },
+                    &mut self.tx,
                 );
-                match res {
-                    Ok(()) => {
-                        for p in pdus.drain(..) {
-                            self.send(&p);
-                        }
-                    }
-                    Err(error) => {
-                        pdus.clear();
-                        self.fail(SessionError::Task { itt: r.itt, error });
-                    }
+                if let Err(error) = res {
+                    self.fail(SessionError::Task { itt: r.itt, error });
                 }
-                self.scratch = pdus;
             }
             Pdu::TaskMgmtRsp(r) => self.tmf_response(&r),
             Pdu::TextRsp(r) => self.text_response(r, now),

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::negotiate::Params;
-use super::pdu::{DataIn, DataOut, Pdu, ScsiCommand, ScsiResponse, RESERVED_TAG};
+use super::pdu::{DataIn, DataOut, Digests, Pdu, ScsiCommand, ScsiResponse, RESERVED_TAG};
 use crate::vscsi::{Dir, Status, SENSE_LEN};
 
 /// A command as the engine hands it over.
@@ -56,6 +56,14 @@ pub const TASK_ABORTED: u8 = 0x40;
 /// SIMPLE task attribute: commands from the kernel may be reordered, as
 /// with any tagged queueing HBA.
 const ATTR_SIMPLE: u8 = 1;
+
+/// What every PDU a task sends depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Wire<'a> {
+    pub params: &'a Params,
+    pub expstatsn: u32,
+    pub digests: Digests,
+}
 
 #[derive(Debug)]
 pub struct Task {
@@ -153,20 +161,19 @@ impl Task {
     /// section 4.2.5.2): immediate data up to FirstBurstLength and the
     /// target's MaxRecvDataSegmentLength, then Data-Out PDUs until
     /// FirstBurstLength if InitialR2T=No.
-    pub fn issue(&self, p: &Params, expstatsn: u32, out: &mut Vec<Pdu>) {
+    pub fn issue(&self, w: Wire<'_>, out: &mut Vec<u8>) {
+        let (p, expstatsn, dig) = (w.params, w.expstatsn, w.digests);
         let t = &self.req;
         let write = t.dir == Dir::Write;
         let total = if write { t.data.len() as u32 } else { 0 };
         let first_burst = p.first_burst.min(total);
-        let mut sent = 0u32;
-        let mut data = Vec::new();
-        if write && p.immediate_data {
-            let n = first_burst.min(p.max_xmit_dsl);
-            data = t.data[..n as usize].to_vec();
-            sent = n;
-        }
+        let sent = if write && p.immediate_data {
+            first_burst.min(p.max_xmit_dsl)
+        } else {
+            0
+        };
         let unsolicited = write && !p.initial_r2t && sent < first_burst;
-        out.push(Pdu::ScsiCommand(ScsiCommand {
+        let cmd = Pdu::ScsiCommand(ScsiCommand {
             immediate: false,
             final_: !unsolicited,
             read: t.dir == Dir::Read,
@@ -179,31 +186,26 @@ impl Task {
             expstatsn,
             cdb: t.cdb.clone(),
             bidi_read_len: None,
-            data,
-        }));
+            data: Vec::new(),
+        });
+        // The data goes from the command's buffer straight to the wire.
+        cmd.encode_with_data(dig, &t.data[..sent as usize], out);
         if unsolicited {
-            self.data_out(sent, first_burst - sent, RESERVED_TAG, p, expstatsn, out);
+            self.data_out(sent, first_burst - sent, RESERVED_TAG, w, out);
         }
     }
 
     /// Data-Out PDUs for `len` bytes at `offset`, each at most the target's
     /// MaxRecvDataSegmentLength, DataSN from 0, F on the last.
-    fn data_out(
-        &self,
-        offset: u32,
-        len: u32,
-        ttt: u32,
-        p: &Params,
-        expstatsn: u32,
-        out: &mut Vec<Pdu>,
-    ) {
+    fn data_out(&self, offset: u32, len: u32, ttt: u32, w: Wire<'_>, out: &mut Vec<u8>) {
+        let (p, expstatsn, dig) = (w.params, w.expstatsn, w.digests);
         let mss = p.max_xmit_dsl.max(1);
         let end = offset + len;
         let mut pos = offset;
         let mut datasn = 0;
         while pos < end {
             let n = mss.min(end - pos);
-            out.push(Pdu::DataOut(DataOut {
+            let pdu = Pdu::DataOut(DataOut {
                 final_: pos + n == end,
                 lun: self.req.lun,
                 itt: self.itt,
@@ -211,8 +213,9 @@ impl Task {
                 expstatsn,
                 datasn,
                 buffer_offset: pos,
-                data: self.req.data[pos as usize..(pos + n) as usize].to_vec(),
-            }));
+                data: Vec::new(),
+            });
+            pdu.encode_with_data(dig, &self.req.data[pos as usize..(pos + n) as usize], out);
             pos += n;
             datasn += 1;
         }
@@ -224,10 +227,10 @@ impl Task {
         offset: u32,
         len: u32,
         ttt: u32,
-        p: &Params,
-        expstatsn: u32,
-        out: &mut Vec<Pdu>,
+        w: Wire<'_>,
+        out: &mut Vec<u8>,
     ) -> Result<(), TaskError> {
+        let p = w.params;
         if self.req.dir != Dir::Write {
             return Err(TaskError::NotAWrite);
         }
@@ -245,7 +248,7 @@ impl Task {
                 max: p.max_burst,
             });
         }
-        self.data_out(offset, len, ttt, p, expstatsn, out);
+        self.data_out(offset, len, ttt, w, out);
         Ok(())
     }
 
@@ -283,9 +286,14 @@ impl Task {
                     expected: self.req.datalen,
                 });
             }
-            if self.rx.is_empty() {
+            if self.rx.is_empty() && (d.status_present || d.data.len() == self.req.datalen as usize)
+            {
+                // All the data in one PDU: keep its buffer.
                 self.rx = d.data;
             } else {
+                // Several PDUs: one allocation for the whole transfer.
+                self.rx
+                    .reserve_exact((self.req.datalen as usize).saturating_sub(self.rx.len()));
                 self.rx.extend_from_slice(&d.data);
             }
         }
