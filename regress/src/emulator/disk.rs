@@ -3,11 +3,11 @@
 //! READ/WRITE (10) or (16) within the disk's bounds.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use iscsid::vscsi::{Dir, Status};
 
-use super::link::{Conn, Req};
+use super::link::{Callback, Conn, Req, Waiter};
 use super::scsi::{self, SKEY_NO_SENSE, SKEY_RECOVERED_ERROR, SKEY_UNIT_ATTENTION};
 use super::{CmdResult, DiskInfo, EmuError, Shared};
 
@@ -77,11 +77,44 @@ fn rw(
         datalen,
         out: out.unwrap_or_else(|| Arc::from(&[][..])),
     };
-    let r = judge(exec_retry(sh, conn, req, sh.cfg.io_timeout)?)?;
+    judge_rw(exec_retry(sh, conn, req, sh.cfg.io_timeout)?)
+}
+
+/// `judge`, and a read or write must move every byte.
+pub(crate) fn judge_rw(r: CmdResult) -> Result<CmdResult, EmuError> {
+    let r = judge(r)?;
     if r.resid != 0 {
         return Err(EmuError::Short { resid: r.resid });
     }
     Ok(r)
+}
+
+/// Starts a read (`out` None) or write of `blocks` at `lba` without
+/// waiting, for an opening or for the completion, and without retries.
+pub(crate) fn start_rw(
+    sh: &Shared,
+    conn: &Conn,
+    disk: &DiskInfo,
+    lba: u64,
+    blocks: u32,
+    out: Option<Arc<[u8]>>,
+    done: Callback,
+) -> Result<(), EmuError> {
+    let datalen = span(disk, lba, blocks)?;
+    if blocks == 0 {
+        return Err(EmuError::Invalid("zero-length transfer"));
+    }
+    let write = out.is_some();
+    let cdb = scsi::rw_cdb(write, lba, blocks);
+    let req = Req {
+        target: disk.target,
+        lun: disk.lun,
+        cdb: &cdb,
+        dir: if write { Dir::Write } else { Dir::Read },
+        datalen,
+        out: out.unwrap_or_else(|| Arc::from(&[][..])),
+    };
+    conn.start(sh, req, Instant::now(), Waiter::Call(done))
 }
 
 pub(crate) fn read(

@@ -39,6 +39,17 @@ pub(crate) struct Req<'a> {
     pub(crate) out: Arc<[u8]>,
 }
 
+/// Runs when a command submitted without waiting completes, on the
+/// connection's reader thread: it must not block.
+pub(crate) type Callback = Box<dyn FnOnce(CmdResult) + Send>;
+
+/// Who learns of a command's completion.
+pub(crate) enum Waiter {
+    /// A thread blocked in `exec`.
+    Chan(SyncSender<CmdResult>),
+    Call(Callback),
+}
+
 /// An in-flight command (a ccb on the kernel's `t2i` list).
 struct Cmd {
     dir: Dir,
@@ -47,7 +58,7 @@ struct Cmd {
     /// Bytes moved so far: the kernel's `ccb_datalen`, the running offset.
     moved: u32,
     data: Vec<u8>,
-    done: SyncSender<CmdResult>,
+    done: Waiter,
     permit: Permit,
 }
 
@@ -75,8 +86,13 @@ impl Cmd {
             data,
             resid: datalen - moved,
         };
-        // The waiter may have timed out and gone; nothing to do then.
-        let _ = done.try_send(res);
+        match done {
+            // The waiter may have timed out and gone; nothing to do then.
+            Waiter::Chan(tx) => {
+                let _ = tx.try_send(res);
+            }
+            Waiter::Call(f) => f(res),
+        }
     }
 }
 
@@ -145,6 +161,26 @@ impl Conn {
         timeout: Duration,
     ) -> Result<CmdResult, EmuError> {
         let deadline = Instant::now() + timeout;
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.start(sh, req, deadline, Waiter::Chan(tx))?;
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(r) => Ok(r),
+            // The command stays in flight, holding its opening, as in the
+            // kernel: only a completion or a close ends it.
+            Err(RecvTimeoutError::Timeout) => Err(EmuError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(EmuError::NotConnected),
+        }
+    }
+
+    /// Queues a command, waiting for an opening until `deadline`; `done`
+    /// hears of its completion.
+    pub(crate) fn start(
+        &self,
+        sh: &Shared,
+        req: Req<'_>,
+        deadline: Instant,
+        done: Waiter,
+    ) -> Result<(), EmuError> {
         if req.cdb.is_empty() || req.cdb.len() > CDB_MAX {
             return Err(EmuError::Invalid("CDB length"));
         }
@@ -165,7 +201,6 @@ impl Conn {
             .ok_or(EmuError::Timeout)?;
         let mut cdb = [0u8; CDB_MAX];
         cdb[..req.cdb.len()].copy_from_slice(req.cdb);
-        let (tx, rx) = mpsc::sync_channel(1);
         let tag = {
             let mut cmds = lock(&self.cmds);
             if cmds.closed {
@@ -185,7 +220,7 @@ impl Conn {
                     out: req.out,
                     moved: 0,
                     data: Vec::new(),
-                    done: tx,
+                    done,
                     permit,
                 },
             );
@@ -206,13 +241,7 @@ impl Conn {
             // The reader will see the cut and complete this with Reset.
             self.shutdown();
         }
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(r) => Ok(r),
-            // The command stays in flight, holding its opening, as in the
-            // kernel: only a completion or a close ends it.
-            Err(RecvTimeoutError::Timeout) => Err(EmuError::Timeout),
-            Err(RecvTimeoutError::Disconnected) => Err(EmuError::NotConnected),
-        }
+        Ok(())
     }
 
     fn send_write_err(&self, tag: u32, err: WriteErrno) -> io::Result<()> {
@@ -243,7 +272,8 @@ impl Conn {
                     .fetch_add(u64::from(len), Ordering::Relaxed);
                 let h =
                     data_header(MsgType::WriteData, tag, piece.len()).map_err(io::Error::other)?;
-                self.writer.send_data(&h, piece)
+                // Only the reader gets here, and it holds the writer.
+                self.writer.send_data_held(&h, piece)
             }
             Err(e) => {
                 sh.protocol_error(format!("DATA_WRITE tag {tag} len {len}: {}", errno_name(e)));
@@ -303,8 +333,8 @@ impl Conn {
         }
     }
 
-    /// Applies one message from the relay. An error means the socket is
-    /// unusable.
+    /// Applies one message from the relay, holding the writer (see
+    /// `reader`). An error means the socket is unusable.
     fn handle(&self, sh: &Shared, m: Msg<&[u8]>) -> io::Result<()> {
         match m {
             Msg::DataWrite { tag, len } => return self.on_data_write(sh, tag, len),
@@ -349,21 +379,30 @@ fn reader(sh: Arc<Shared>, conn: Arc<Conn>, mut rd: UnixStream) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         }
+        // Commands that completions start (callbacks, woken waiters) leave
+        // in one write after the batch instead of one write each.
+        conn.writer.hold();
+        let mut ok = true;
         loop {
             match dec.next_msg() {
                 Ok(None) => break,
                 Ok(Some(m)) => {
                     if conn.handle(&sh, m).is_err() {
-                        break 'conn;
+                        ok = false;
+                        break;
                     }
                 }
                 Err(e) => {
                     sh.protocol_error(format!("malformed frame from the relay: {e}"));
                     if matches!(e, ProtoError::FrameTooLarge(_)) {
-                        break 'conn;
+                        ok = false;
+                        break;
                     }
                 }
             }
+        }
+        if conn.writer.release().is_err() || !ok {
+            break 'conn;
         }
     }
     conn.close(&sh);
@@ -426,6 +465,137 @@ pub(crate) fn accept_loop(sh: Arc<Shared>, l: UnixListener, stop: Arc<AtomicBool
                 if e.kind() == io::ErrorKind::WouldBlock
                     || e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::EmuConfig;
+    use iscsid::vscsi::emu::EmuDev;
+    use iscsid::vscsi::Device;
+    use std::os::fd::OwnedFd;
+
+    const READ10: [u8; 10] = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    const WRITE10: [u8; 10] = [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+
+    /// A connection whose relay end the test plays with the real `EmuDev`.
+    fn setup(openings: usize) -> (Arc<Shared>, Arc<Conn>, EmuDev) {
+        let sh = Arc::new(Shared::new(EmuConfig {
+            openings,
+            ..EmuConfig::default()
+        }));
+        let (a, b) = UnixStream::pair().unwrap();
+        open(&sh, a).unwrap();
+        let conn = sh.current().unwrap();
+        (sh, conn, EmuDev::new(OwnedFd::from(b)).unwrap())
+    }
+
+    fn teardown(sh: &Shared, conn: &Conn) {
+        conn.shutdown();
+        for h in sh.take_threads() {
+            h.join().unwrap();
+        }
+    }
+
+    fn next_i2t(dev: &mut EmuDev) -> I2t {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(c) = dev.i2t().unwrap() {
+                return c;
+            }
+            assert!(Instant::now() < end, "no command from the emulator");
+            let mut fds = [PollFd::new(dev.fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(100u8));
+        }
+    }
+
+    fn read(datalen: u32) -> Req<'static> {
+        Req {
+            target: 0,
+            lun: 1,
+            cdb: &READ10,
+            dir: Dir::Read,
+            datalen,
+            out: Arc::from(&[][..]),
+        }
+    }
+
+    fn call(tx: &mpsc::Sender<CmdResult>) -> Waiter {
+        let tx = tx.clone();
+        Waiter::Call(Box::new(move |r| {
+            let _ = tx.send(r);
+        }))
+    }
+
+    #[test]
+    fn callbacks_complete_and_resubmit_from_the_reader() {
+        let (sh, conn, mut dev) = setup(4);
+        let (tx, rx) = mpsc::channel();
+        let (sh2, tx2) = (Arc::clone(&sh), tx.clone());
+        // The callback starts the next command on the reader thread, which
+        // holds the writer: the I2T must still reach the relay.
+        let first = Waiter::Call(Box::new(move |r| {
+            let c = sh2.current().unwrap();
+            c.start(&sh2, read(4), Instant::now(), call(&tx2)).unwrap();
+            let _ = tx2.send(r);
+        }));
+        conn.start(&sh, read(4), Instant::now(), first).unwrap();
+        let c = next_i2t(&mut dev);
+        assert_eq!((c.dir, c.datalen, c.lun), (Dir::Read, 4, 1));
+        dev.data_read(c.tag, b"abcd").unwrap();
+        dev.t2i(c.tag, Status::Done, &[]).unwrap();
+        let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((r.status, r.resid), (Status::Done, 0));
+        assert_eq!(r.data, b"abcd");
+        let c2 = next_i2t(&mut dev);
+        assert_ne!(c2.tag, c.tag);
+        // Completed with nothing moved: the whole length is residual.
+        dev.t2i(c2.tag, Status::Done, &[]).unwrap();
+        let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((r.resid, r.data.len()), (4, 0));
+        assert_eq!(sh.ctr.protocol_errors.load(Ordering::Relaxed), 0);
+        teardown(&sh, &conn);
+    }
+
+    #[test]
+    fn no_free_opening_fails_at_once_and_writes_pass_the_held_writer() {
+        let (sh, conn, mut dev) = setup(2);
+        let (tx, rx) = mpsc::channel();
+        let w = Req {
+            cdb: &WRITE10,
+            dir: Dir::Write,
+            out: Arc::from(&b"wxyz"[..]),
+            ..read(4)
+        };
+        conn.start(&sh, w, Instant::now(), call(&tx)).unwrap();
+        conn.start(&sh, read(8), Instant::now(), call(&tx)).unwrap();
+        let t0 = Instant::now();
+        assert!(matches!(
+            conn.start(&sh, read(8), Instant::now(), call(&tx)),
+            Err(EmuError::Timeout)
+        ));
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        let a = next_i2t(&mut dev);
+        let b = next_i2t(&mut dev);
+        let (w, r) = if a.dir == Dir::Write { (a, b) } else { (b, a) };
+        // DATA_WRITE is answered by the reader while it holds the writer.
+        let mut buf = [0u8; 4];
+        dev.data_write(w.tag, &mut buf).unwrap();
+        assert_eq!(&buf, b"wxyz");
+        // A wrong-direction request gets its errno, and the link lives on.
+        let mut two = [0u8; 2];
+        assert!(dev.data_write(r.tag, &mut two).is_err());
+        dev.t2i(w.tag, Status::Done, &[]).unwrap();
+        let done = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((done.status, done.resid), (Status::Done, 0));
+        // The freed opening takes a new command; the close resets the rest.
+        conn.start(&sh, read(8), Instant::now(), call(&tx)).unwrap();
+        teardown(&sh, &conn);
+        for _ in 0..2 {
+            let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(r.status, Status::Reset);
         }
     }
 }

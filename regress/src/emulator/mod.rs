@@ -6,8 +6,9 @@
 //! open at a time, and closing it resets every outstanding command and
 //! detaches every disk. The relay's REQPROBE makes the emulator discover
 //! LUNs as scsiconf does; tests then drive the disks with `read`, `write`
-//! and `flush` from as many threads as they like, or send raw CDBs with
-//! `command`.
+//! and `flush` from as many threads as they like, send raw CDBs with
+//! `command`, or keep many commands in flight from one thread with a
+//! `Submitter` (benchmarks).
 
 use std::fmt;
 use std::fs;
@@ -328,6 +329,14 @@ impl Emulator {
         disk::flush(&self.sh, &conn, &self.attached(disk)?)
     }
 
+    /// A handle that starts reads and writes without waiting (see
+    /// `Submitter`).
+    pub fn submitter(&self) -> Submitter {
+        Submitter {
+            sh: Arc::clone(&self.sh),
+        }
+    }
+
     pub fn stats(&self) -> EmuStats {
         let c = &self.sh.ctr;
         let tasks = self.sh.topo().tasks_done;
@@ -354,6 +363,39 @@ impl Emulator {
     /// The latest protocol errors and notes, oldest first.
     pub fn protocol_log(&self) -> Vec<String> {
         self.sh.log_lines()
+    }
+}
+
+/// Starts reads and writes without waiting for them, so that one thread
+/// can keep a queue depth (as an application doing asynchronous I/O does);
+/// each completion runs a callback. Cheap to clone; it outlives nothing:
+/// once the emulator is dropped every submit fails with `NotConnected`.
+#[derive(Clone)]
+pub struct Submitter {
+    sh: Arc<Shared>,
+}
+
+impl Submitter {
+    /// Starts a read (`out` None) or a write of `out` (exactly `blocks`
+    /// blocks) at `lba`. There are no retries, and no waiting for an
+    /// opening: with all of the LUN's openings in use this fails at once
+    /// with `Timeout`. `done` gets what `read`/`write` would return (the
+    /// data in `CmdResult::data`); it runs on the emulator's reader
+    /// thread, so it must not block, and it may submit again.
+    pub fn submit(
+        &self,
+        disk: &DiskInfo,
+        lba: u64,
+        blocks: u32,
+        out: Option<Arc<[u8]>>,
+        done: impl FnOnce(Result<CmdResult, EmuError>) + Send + 'static,
+    ) -> Result<(), EmuError> {
+        let conn = self.sh.current().ok_or(EmuError::NotConnected)?;
+        if !self.sh.has_link(disk.target, disk.lun) {
+            return Err(EmuError::NoSuchDisk);
+        }
+        let cb: link::Callback = Box::new(move |r| done(disk::judge_rw(r)));
+        disk::start_rw(&self.sh, &conn, disk, lba, blocks, out, cb)
     }
 }
 

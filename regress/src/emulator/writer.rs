@@ -3,8 +3,9 @@
 //! Many threads submit commands at once. Their small frames are queued and
 //! written by whichever thread finds the socket idle, so a burst of
 //! submissions shares write(2) calls instead of taking turns on a lock.
-//! Bulk data (WRITE_DATA) is written from where it lies, after what is
-//! queued, without a copy.
+//! The reader holds the writer while it applies a batch of messages, and
+//! writes bulk data (WRITE_DATA) from where it lies, after what is queued,
+//! without a copy.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -111,27 +112,50 @@ impl Writer {
         self.flush(&[])
     }
 
-    /// Writes `hdr` and `data` after everything queued so far.
-    pub(crate) fn send_data(&self, hdr: &[u8], data: &[u8]) -> io::Result<()> {
+    /// Makes the calling thread the writer until `release`: small frames
+    /// sent meanwhile, by any thread, queue up and leave in one write. The
+    /// reader holds the writer while it applies a batch of messages, so the
+    /// commands their completions start share a write(2).
+    pub(crate) fn hold(&self) {
         let mut st = lock(&self.st);
         while st.busy && !st.broken {
             st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
         }
-        if st.broken {
+        st.busy = true;
+    }
+
+    /// Ends `hold`: writes what queued up and lets other writers in.
+    pub(crate) fn release(&self) -> io::Result<()> {
+        self.flush(&[])
+    }
+
+    /// For the thread that holds the writer: writes what is queued, then
+    /// `hdr` and `data`, and keeps holding.
+    pub(crate) fn send_data_held(&self, hdr: &[u8], data: &[u8]) -> io::Result<()> {
+        if lock(&self.st).broken {
             return Err(broken_pipe());
         }
-        st.busy = true;
-        drop(st);
-        self.flush(&[hdr, data])
+        self.write_queued(&[hdr, data])
     }
 
     /// Runs as the one busy writer until the queue is empty.
     fn flush(&self, extra: &[&[u8]]) -> io::Result<()> {
+        let res = self.write_queued(extra);
+        let mut st = lock(&self.st);
+        st.busy = false;
+        drop(st);
+        self.idle.notify_all();
+        res
+    }
+
+    /// Writes the queue (and then `extra`) until it is empty; the caller
+    /// is the busy writer and stays so.
+    fn write_queued(&self, extra: &[&[u8]]) -> io::Result<()> {
         let mut extra = extra;
         let mut st = lock(&self.st);
-        let res = loop {
+        loop {
             if st.queued.is_empty() && extra.is_empty() {
-                break Ok(());
+                return Ok(());
             }
             let fresh = std::mem::take(&mut st.spare);
             let batch = std::mem::replace(&mut st.queued, fresh);
@@ -148,13 +172,9 @@ impl Writer {
             st.spare = batch;
             if let Err(e) = r {
                 st.broken = true;
-                break Err(e);
+                return Err(e);
             }
-        };
-        st.busy = false;
-        drop(st);
-        self.idle.notify_all();
-        res
+        }
     }
 
     /// Fails every later send (the connection is going away).
@@ -185,7 +205,9 @@ mod tests {
                         let mut f = vec![t, hi, lo];
                         f.resize(40, t);
                         if i % 50 == 0 {
-                            w.send_data(&f[..3], &f[3..]).unwrap();
+                            w.hold();
+                            w.send_data_held(&f[..3], &f[3..]).unwrap();
+                            w.release().unwrap();
                         } else {
                             w.send_small(&f).unwrap();
                         }
@@ -210,6 +232,40 @@ mod tests {
     }
 
     #[test]
+    fn held_writer_batches_until_release() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let w = Arc::new(Writer::new(a));
+        w.hold();
+        let w2 = Arc::clone(&w);
+        // Another thread's frame queues instead of waiting for the holder.
+        thread::spawn(move || w2.send_small(b"one").unwrap())
+            .join()
+            .unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            b.read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        // Bulk data from the holder goes out at once, after what queued.
+        w.send_data_held(b"H", b"data").unwrap();
+        w.send_small(b"two").unwrap();
+        let n = b.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"oneHdata");
+        w.release().unwrap();
+        let n = b.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"two");
+        // Released: the next holder does not wait forever.
+        w.hold();
+        w.send_data_held(b"x", b"y").unwrap();
+        w.release().unwrap();
+        let n = b.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"xy");
+        w.set_broken();
+        assert!(w.send_data_held(b"x", b"y").is_err());
+    }
+
+    #[test]
     fn broken_writer_refuses() {
         let (a, b) = UnixStream::pair().unwrap();
         let w = Writer::new(a);
@@ -223,7 +279,9 @@ mod tests {
             }
         }
         assert!(failed);
-        assert!(w.send_data(&[1], &[2]).is_err());
+        w.hold();
+        assert!(w.send_data_held(&[1], &[2]).is_err());
+        assert!(w.release().is_ok());
         let (c, _d) = UnixStream::pair().unwrap();
         let w = Writer::new(c);
         w.set_broken();
