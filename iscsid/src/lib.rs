@@ -5,6 +5,7 @@
 //! around them.
 
 pub mod engine;
+pub mod malloc;
 pub mod parent;
 pub mod privdrop;
 pub mod procmsg;

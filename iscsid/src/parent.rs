@@ -164,6 +164,7 @@ fn child_main(role: Role, chan: OwnedFd, user: &User) -> ! {
         error!("{e}");
         process::exit(1);
     }
+    crate::malloc::tune();
     let code = match role {
         Role::Relay => crate::relay::main(chan),
         Role::Engine => crate::engine::main(chan),
