@@ -152,7 +152,9 @@ pub struct PollResult {
 impl PollResult {
     /// Every enabled session is logged in or has failed at least once.
     pub fn settled(&self) -> bool {
-        self.logged_in + self.failed + self.disabled >= self.sessions
+        // Counts come from the daemon; a sum in u64 cannot overflow.
+        u64::from(self.logged_in) + u64::from(self.failed) + u64::from(self.disabled)
+            >= u64::from(self.sessions)
     }
 }
 
@@ -638,6 +640,16 @@ mod tests {
         let mut b = s.encode();
         b[4 + 4 + 1] = 42;
         assert!(SessionInfo::decode(&b).is_err());
+    }
+
+    #[test]
+    fn poll_result_settled_does_not_overflow() {
+        // Found by regress/fuzz (ctl): counts whose sum passes u32::MAX.
+        let b = [
+            0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let p = PollResult::decode(&b).unwrap();
+        assert!(p.settled());
     }
 
     #[test]
