@@ -238,3 +238,22 @@ fn garbage_on_the_control_socket_is_survived() {
     assert!(d.running());
     assert!(d.ctl().ok(&["show", "vscsi", "stats"]).contains("VSCSI"));
 }
+
+#[test]
+fn discover_of_a_dead_portal_fails_clearly() {
+    let dir = Scratch::new("deadportal");
+    let dev = dir.join("vscsi0.sock");
+    let _emu = Emulator::listen(&dev).expect("emulator");
+    let d = Daemon::start(&dev);
+    let port = regress::harness::free_port();
+    let o = d.ctl().run(&["discover", &format!("127.0.0.1:{port}")]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("discovery failed: connect to 127.0.0.1:"),
+        "{err}"
+    );
+    assert!(err.contains("refused"), "{err}");
+    // The one-off session is gone again.
+    assert!(!d.ctl().ok(&["show"]).contains("Session"));
+}

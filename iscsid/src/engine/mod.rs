@@ -588,10 +588,18 @@ impl Engine {
                 format!("{why} during login (authentication refused? check chap name and secret)")
             }
             (common::ctl::SessionState::LoggingIn, false) => format!("{why} during login"),
+            (common::ctl::SessionState::Connecting, _) => match s.conn.as_ref() {
+                Some(c) => format!("connect to {}: {why}", c.addr),
+                None => format!("connect: {why}"),
+            },
             _ => why.to_owned(),
         };
         let why = why.as_str();
-        warn!("{}: connection lost: {why}", s.name);
+        if s.state == common::ctl::SessionState::Connecting {
+            warn!("{}: {why}", s.name);
+        } else {
+            warn!("{}: connection lost: {why}", s.name);
+        }
         // Events already produced (completions) still count.
         self.drain_events_only(i, now);
         self.take_back(i, now);
