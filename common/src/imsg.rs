@@ -225,6 +225,8 @@ pub struct ImsgBuf {
     rend: usize,
     fds: VecDeque<OwnedFd>,
     cmsg: Vec<u8>,
+    /// Whether `read` asks for passed descriptors at all.
+    recv_fds: bool,
 }
 
 impl fmt::Debug for ImsgBuf {
@@ -252,6 +254,7 @@ impl ImsgBuf {
             rend: 0,
             fds: VecDeque::new(),
             cmsg: nix::cmsg_space!([RawFd; MAX_FDS_PER_READ]),
+            recv_fds: true,
         }
     }
 
@@ -388,8 +391,31 @@ impl ImsgBuf {
     /// One `recvmsg` into the internal buffer. `Ok(0)` is end of file; a
     /// non-blocking socket with nothing to read gives `Err(Io(e))` with
     /// `e.kind() == WouldBlock`.
+    /// Reads with read(2) from now on, never asking for descriptors: the
+    /// kernel discards any a peer passes (a pledged process without
+    /// "recvfd" would be killed for receiving one), and a message that
+    /// claims one fails with `MissingFd`.
+    pub fn refuse_fds(&mut self) {
+        self.recv_fds = false;
+    }
+
     pub fn read(&mut self) -> Result<usize, Error> {
         self.reserve_read_space();
+        if !self.recv_fds {
+            loop {
+                let Some(space) = self.rbuf.get_mut(self.rend..) else {
+                    return Ok(0);
+                };
+                match nix::unistd::read(&self.sock, space) {
+                    Ok(n) => {
+                        self.rend = self.rend.saturating_add(n).min(self.rbuf.len());
+                        return Ok(n);
+                    }
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         loop {
             let res = {
                 let Some(space) = self.rbuf.get_mut(self.rend..) else {
@@ -617,6 +643,33 @@ mod tests {
             SockFlag::empty(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn refusing_descriptors_drops_them_and_fails_the_message() {
+        let (a, b) = pair();
+        let mut tx = ImsgBuf::new(a);
+        let mut rx = ImsgBuf::new(b);
+        rx.refuse_fds();
+        let (pr, pw) = pipe().unwrap();
+        tx.compose(1, 0, 0, b"with fd", Some(pw)).unwrap();
+        tx.compose(2, 0, 0, b"plain", None).unwrap();
+        tx.write_all().unwrap();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match rx.recv_blocking() {
+                Ok(Some(m)) => got.push(Ok(m.kind)),
+                Ok(None) => break,
+                Err(e) => got.push(Err(e.to_string())),
+            }
+        }
+        assert!(got[0].is_err(), "{got:?}");
+        assert_eq!(got[1], Ok(2));
+        assert!(rx.fds.is_empty());
+        // The write end was discarded by the kernel: the pipe reads EOF.
+        drop(tx);
+        let mut buf = [0u8; 1];
+        assert_eq!(raw_read(&pr, &mut buf).unwrap(), 0);
     }
 
     fn nonblock(fd: &impl AsFd) {

@@ -6,14 +6,32 @@ use common::ctl::{Discovered, PollResult, SessionInfo, VscsiStats};
 
 fn opt(o: &Option<impl std::fmt::Display>) -> String {
     o.as_ref()
-        .map_or_else(|| "-".to_owned(), ToString::to_string)
+        .map_or_else(|| "-".to_owned(), |v| vis(&v.to_string()))
+}
+
+/// Text from a target (names, aliases, addresses, error messages quoting
+/// them) is shown in the manner of vis(3): control characters and
+/// backslashes as octal escapes, so nothing reaches the terminal raw.
+pub fn vis(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\\' || c.is_control() {
+            let mut b = [0u8; 4];
+            for byte in c.encode_utf8(&mut b).bytes() {
+                let _ = write!(o, "\\{byte:03o}");
+            }
+        } else {
+            o.push(c);
+        }
+    }
+    o
 }
 
 /// `show`: every session in full.
 pub fn session(s: &SessionInfo) -> String {
     let mut o = String::new();
     let state = opt(&s.state);
-    let _ = writeln!(o, "Session '{}': {state}", s.name);
+    let _ = writeln!(o, "Session '{}': {state}", vis(&s.name));
     let _ = writeln!(
         o,
         "    SessionType: {}\tvscsi target: {}",
@@ -21,10 +39,10 @@ pub fn session(s: &SessionInfo) -> String {
         opt(&s.vscsi_target)
     );
     if let Some(t) = &s.targetname {
-        let _ = writeln!(o, "    TargetName: {t}");
+        let _ = writeln!(o, "    TargetName: {}", vis(t));
     }
     let _ = writeln!(o, "    TargetAddr: {}", opt(&s.portal));
-    let _ = writeln!(o, "    InitiatorName: {}", s.initiatorname);
+    let _ = writeln!(o, "    InitiatorName: {}", vis(&s.initiatorname));
     let _ = writeln!(o, "    ISID: {:012x}\tTSIH: {:#06x}", s.isid, s.tsih);
     if !s.luns.is_empty() {
         let luns: Vec<String> = s.luns.iter().map(u32::to_string).collect();
@@ -36,12 +54,12 @@ pub fn session(s: &SessionInfo) -> String {
         s.in_flight, s.queued, s.commands, s.errors, s.logins
     );
     if let Some(e) = &s.last_error {
-        let _ = writeln!(o, "    Last error: {e}");
+        let _ = writeln!(o, "    Last error: {}", vis(e));
     }
     if !s.params.is_empty() {
         let _ = writeln!(o, "    Parameters:");
         for (k, v) in &s.params {
-            let _ = writeln!(o, "        {k}={v}");
+            let _ = writeln!(o, "        {}={}", vis(k), vis(v));
         }
     }
     o
@@ -57,10 +75,10 @@ pub fn summary(list: &[SessionInfo]) -> String {
         let _ = writeln!(
             o,
             "{:<20} {:<12} {:>5}  {:<40} {}",
-            s.name,
+            vis(&s.name),
             opt(&s.state),
             opt(&s.vscsi_target),
-            s.targetname.as_deref().unwrap_or("(discovery)"),
+            vis(s.targetname.as_deref().unwrap_or("(discovery)")),
             opt(&s.portal)
         );
     }
@@ -116,9 +134,9 @@ pub fn vscsi_stats(s: &VscsiStats) -> String {
 }
 
 pub fn discovered(d: &Discovered) -> String {
-    let mut o = format!("TargetName: {}\n", d.targetname);
+    let mut o = format!("TargetName: {}\n", vis(&d.targetname));
     for a in &d.addresses {
-        let _ = writeln!(o, "    TargetAddress: {a}");
+        let _ = writeln!(o, "    TargetAddress: {}", vis(a));
     }
     o
 }
@@ -137,6 +155,19 @@ pub fn poll_failure(p: &PollResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_text_is_escaped() {
+        assert_eq!(vis("iqn.a:b"), "iqn.a:b");
+        assert_eq!(vis("x\x1b[2Jy"), "x\\033[2Jy");
+        assert_eq!(vis("a\\b\n"), "a\\134b\\012");
+        let d = Discovered {
+            targetname: "evil\x07".into(),
+            addresses: vec!["1.2.3.4\r".into()],
+        };
+        let t = discovered(&d);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+    }
 
     #[test]
     fn scaled_like_fmt_scaled() {

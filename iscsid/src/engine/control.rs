@@ -15,6 +15,9 @@ use mio::{Interest, Token};
 use super::{Engine, Sess};
 use crate::proto::discovery::{self, TargetRecord};
 
+/// Reply bytes a control client may leave unread.
+const CLIENT_QUEUE_MAX: usize = 16 << 20;
+
 pub struct Client {
     pub ib: ImsgBuf,
     pub uid: u32,
@@ -56,6 +59,9 @@ impl Engine {
             };
             let mut ib = ImsgBuf::new(fd);
             ib.set_max_size(ctl::MAX_MSG);
+            // Clients have nothing to pass us; and the pledged engine would
+            // be killed for receiving a descriptor.
+            ib.refuse_fds();
             let t = self.token();
             if let Err(e) = self.poll.registry().register(
                 &mut SourceFd(&ib.as_fd().as_raw_fd()),
@@ -106,6 +112,12 @@ impl Engine {
         }
         if let Some(c) = self.clients.get_mut(&t) {
             let _ = c.ib.flush();
+            // A client that asks and never reads does not get to grow our
+            // memory without end.
+            if c.ib.queued() > CLIENT_QUEUE_MAX {
+                warn!("control client does not read its replies, closing it");
+                close = true;
+            }
         }
         if close {
             if let Some(c) = self.clients.remove(&t) {
@@ -189,7 +201,7 @@ impl Engine {
 
     fn poll_result(&self) -> PollResult {
         let mut p = PollResult::default();
-        for s in self.sessions.iter().filter(|s| s.waiter.is_none()) {
+        for s in self.sessions.iter().filter(|s| !s.oneoff) {
             p.sessions += 1;
             match s.state {
                 SessionState::Disabled => p.disabled += 1,
@@ -238,6 +250,11 @@ impl Engine {
                 self.reply(w, kind::DISCOVERED, &d.encode());
             }
             self.reply(w, kind::END, &[]);
+            return;
+        }
+        // A one-off discovery whose client went away reports to nobody and
+        // never logs in anywhere.
+        if self.sessions[i].oneoff {
             return;
         }
         let parent = self.sessions[i].cfg.clone();

@@ -94,6 +94,8 @@ pub struct Engine {
     stats: VscsiStats,
     initiatorname: String,
     isid: [u8; 6],
+    /// Discovery sessions started, for their ISID qualifiers.
+    discoveries: u16,
     stopping: Option<Instant>,
 }
 
@@ -172,6 +174,7 @@ impl Engine {
             stats: VscsiStats::default(),
             initiatorname: default_initiatorname(),
             isid,
+            discoveries: 0,
             stopping: None,
         })
     }
@@ -443,13 +446,16 @@ impl Engine {
                 .conn
                 .as_ref()
                 .is_some_and(|c| c.connected && !c.session.tx_data().is_empty());
+            let n = self.sessions.len();
             if pending {
                 if let Err(e) = self.sessions[i].flush() {
                     let msg = e.to_string();
                     self.conn_lost(i, &msg, now);
                 }
             }
-            i += 1;
+            if self.sessions.len() == n {
+                i += 1;
+            }
         }
     }
 
@@ -482,9 +488,13 @@ impl Engine {
                     s.cfg.targetname.as_deref().unwrap_or("discovery"),
                     c.addr
                 );
-                s.held_deadline = None;
-                for t in s.held.drain(..) {
-                    c.session.submit(t, now);
+                // Bytes after the final Login Response may already have
+                // closed the session again; then the commands stay held.
+                if c.session.phase() == crate::proto::session::Phase::FullFeature {
+                    s.held_deadline = None;
+                    for t in s.held.drain(..) {
+                        c.session.submit(t, now);
+                    }
                 }
                 if let Some(e) = s.ending {
                     // Removed or changed while logging in.
@@ -513,6 +523,10 @@ impl Engine {
                 }
                 self.discovered(i, recs, now);
             }
+            Event::TargetLogout { .. } if s.ending.is_some() => {
+                self.close_conn(i);
+                self.after_logout(i, now);
+            }
             Event::TargetLogout { time2wait } => {
                 self.close_conn(i);
                 let s = &mut self.sessions[i];
@@ -536,7 +550,7 @@ impl Engine {
                 match crate::proto::discovery::parse_address(&addr) {
                     Some(a) => {
                         if permanent {
-                            s.cfg.targetaddr = Some(a);
+                            s.moved_to = Some(a);
                             s.redirect = None;
                         } else {
                             s.redirect = Some(a);
@@ -552,28 +566,74 @@ impl Engine {
                 }
             }
             Event::Failed(e) => {
-                let permanent =
-                    matches!(&e, crate::proto::session::SessionError::Login(l) if l.is_permanent());
+                use crate::proto::login::LoginError;
+                use crate::proto::session::SessionError;
+                let permanent = matches!(&e, SessionError::Login(l) if l.is_permanent());
+                let auth = matches!(
+                    &e,
+                    SessionError::Login(
+                        LoginError::AuthFailed
+                            | LoginError::InitiatorError(_)
+                            | LoginError::Chap(_)
+                    )
+                );
                 let msg = e.to_string();
                 warn!("{}: {msg}", self.sessions[i].name);
                 self.take_back(i, now);
                 self.close_conn(i);
+                let s = &mut self.sessions[i];
+                if auth && s.ending.is_none() && s.chap_fallback(now) {
+                    s.last_error = Some(msg);
+                    return;
+                }
                 self.fail_session(i, msg, permanent, now);
             }
         }
     }
 
     /// Commands of a dead connection wait for the next one.
+    /// A command that went down with this many connections goes back to
+    /// the kernel instead of around again (a target that takes the login
+    /// but never answers it must not keep it forever).
+    const MAX_REISSUE: u8 = 3;
+
     fn take_back(&mut self, i: usize, now: Instant) {
         let s = &mut self.sessions[i];
-        if let Some(c) = s.conn.as_mut() {
-            let mut tasks = c.session.take_tasks();
-            if !tasks.is_empty() {
-                tasks.extend(s.held.drain(..));
-                s.held = tasks.into();
-                s.held_deadline
-                    .get_or_insert(now + sess::REPLACEMENT_TIMEOUT);
+        let Some(c) = s.conn.as_mut() else { return };
+        let tasks = c.session.take_tasks();
+        if tasks.is_empty() {
+            s.reissued.clear();
+            return;
+        }
+        let mut counts = std::collections::HashMap::new();
+        let mut keep = Vec::new();
+        let mut give_up = Vec::new();
+        for t in tasks {
+            let n = s.reissued.get(&t.tag).copied().unwrap_or(0) + 1;
+            if n > Self::MAX_REISSUE {
+                give_up.push(t);
+            } else {
+                counts.insert(t.tag, n);
+                keep.push(t);
             }
+        }
+        s.reissued = counts;
+        if !give_up.is_empty() {
+            warn!(
+                "{}: {} commands failed on {} connections, giving up on them",
+                s.name,
+                give_up.len(),
+                Self::MAX_REISSUE
+            );
+        }
+        keep.extend(s.held.drain(..));
+        s.held = keep.into();
+        if !s.held.is_empty() {
+            s.held_deadline
+                .get_or_insert(now + sess::REPLACEMENT_TIMEOUT);
+        }
+        for t in give_up {
+            self.done(Completion::status_only(t.tag, t.dir, Status::Reset));
         }
     }
 
@@ -595,19 +655,29 @@ impl Engine {
             _ => why.to_owned(),
         };
         let why = why.as_str();
+        // tgt hangs up on a CHAP_A it does not know: try MD5 alone.
+        let hangup =
+            why.starts_with("connection closed by target") || why.contains("reset by peer");
+        if hangup && self.sessions[i].ending.is_none() && self.sessions[i].chap_fallback(now) {
+            self.take_back(i, now);
+            self.close_conn(i);
+            self.sessions[i].last_error = Some(why.to_owned());
+            return;
+        }
+        let s = &self.sessions[i];
         if s.state == common::ctl::SessionState::Connecting {
             warn!("{}: {why}", s.name);
         } else {
             warn!("{}: connection lost: {why}", s.name);
         }
         // Events already produced (completions) still count.
-        self.drain_events_only(i, now);
+        self.drain_events_only(i);
         self.take_back(i, now);
         self.close_conn(i);
         self.fail_session(i, why.to_owned(), false, now);
     }
 
-    fn drain_events_only(&mut self, i: usize, now: Instant) {
+    fn drain_events_only(&mut self, i: usize) {
         loop {
             let ev = match self.sessions[i].conn.as_mut() {
                 Some(c) => c.session.poll_event(),
@@ -623,10 +693,12 @@ impl Engine {
                 None => break,
             }
         }
-        let _ = now;
     }
 
     fn close_conn(&mut self, i: usize) {
+        // Completions the session still holds in its event queue (commands
+        // refused after it closed) must reach the kernel.
+        self.drain_events_only(i);
         // A temporary redirect is good for one login (RFC 7143 11.13.5):
         // later connections go to the configured portal again.
         self.sessions[i].redirect = None;
@@ -638,9 +710,6 @@ impl Engine {
     fn fail_session(&mut self, i: usize, msg: String, permanent: bool, now: Instant) {
         let s = &mut self.sessions[i];
         s.last_error = Some(msg.clone());
-        if s.ending.is_none() && s.chap_fallback(now) {
-            return;
-        }
         if s.ending.is_some() {
             return self.after_logout(i, now);
         }
@@ -705,9 +774,7 @@ impl Engine {
         self.close_conn(i);
         let s = self.sessions.remove(i);
         if let Some(t) = s.vscsi_target {
-            if !s.discovery() {
-                self.devevent(procmsg::DETACH, t, -1);
-            }
+            self.devevent(procmsg::DETACH, t, -1);
             if let Some(slot) = self.targets.get_mut(t as usize) {
                 *slot = false;
             }
@@ -768,7 +835,8 @@ impl Engine {
                 ) {
                     let msg = format!("register: {e}");
                     self.close_conn(i);
-                    self.fail_session(i, msg, false, now);
+                    // May remove the session: `i` is not to be used after.
+                    return self.fail_session(i, msg, false, now);
                 }
                 debug!("{}: connecting", self.sessions[i].name);
             }
@@ -793,6 +861,7 @@ impl Engine {
                 Some(c) => take(c.session.next_timeout()),
                 None if !s.cfg.disabled
                     && s.ending.is_none()
+                    && self.stopping.is_none()
                     && s.state != common::ctl::SessionState::Done =>
                 {
                     take(Some(s.retry_at.unwrap_or_else(Instant::now)))

@@ -14,12 +14,21 @@ use super::{Ending, Engine, Sess};
 
 impl Engine {
     /// The ISID for a new session: the configured or random base, with the
-    /// qualifier offset by the vscsi target so that two sessions to one
-    /// target never reinstate each other.
-    pub(super) fn isid_for(&self, vscsi_target: Option<u32>) -> [u8; 6] {
+    /// qualifier offset by the vscsi target (or a serial for discovery
+    /// sessions) so that two sessions to one target never reinstate each
+    /// other.
+    pub(super) fn isid_for(&mut self, vscsi_target: Option<u32>) -> [u8; 6] {
         let mut isid = self.isid;
         let q = u16::from_be_bytes([isid[4], isid[5]]);
-        let q = q.wrapping_add(vscsi_target.map_or(0xffff, |t| t as u16));
+        // Discovery sessions count from 0x100 up, past the 256 targets.
+        let off = match vscsi_target {
+            Some(t) => t as u16,
+            None => {
+                self.discoveries = self.discoveries.wrapping_add(1);
+                0x100u16.wrapping_add(self.discoveries)
+            }
+        };
+        let q = q.wrapping_add(off);
         isid[4..].copy_from_slice(&q.to_be_bytes());
         isid
     }
@@ -77,10 +86,23 @@ impl Engine {
                         s.retry_at = Some(now);
                     }
                 }
-                Some(i) if t.disabled => {
-                    info!("{}: disabled", t.name);
+                Some(i) if t.disabled || t.session_type != self.sessions[i].cfg.session_type => {
+                    // Disabled, or changed between normal and discovery:
+                    // the old session goes with its disks, a new one starts.
+                    info!(
+                        "{}: {}",
+                        t.name,
+                        if t.disabled {
+                            "disabled"
+                        } else {
+                            "session type changed"
+                        }
+                    );
                     self.end_session(i, Ending::Remove, now);
-                    let s = Sess::new(t, self.isid, None);
+                    let wants = t.session_type == SessionType::Normal && !t.disabled;
+                    let vt = if wants { self.alloc_target() } else { None };
+                    let mut s = Sess::new(t, self.isid_for(vt), vt);
+                    s.retry_at = Some(now);
                     self.sessions.push(s);
                 }
                 Some(i) => {
@@ -98,6 +120,7 @@ impl Engine {
                     let was_disabled = s.cfg.disabled;
                     s.cfg = t;
                     s.redirect = None;
+                    s.moved_to = None;
                     s.chap_md5_only = false;
                     if was_disabled || s.conn.is_none() {
                         s.state = SessionState::Idle;

@@ -26,6 +26,8 @@ pub const REPLACEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const DEFAULT_QUEUE_DEPTH: u32 = 64;
+/// Bytes queued for a target above which we stop reading from it.
+const TX_HIGH: usize = 32 << 20;
 
 /// The TCP connection and the protocol state on it.
 pub struct Conn {
@@ -80,6 +82,11 @@ pub struct Sess {
     /// Offer only CHAP_A=5: set after a SHA-256 login failed (tgt takes
     /// CHAP_A=7 for SHA-1, for one) until the configuration changes.
     pub chap_md5_only: bool,
+    /// Kernel tag -> connections a command has gone down with.
+    pub reissued: std::collections::HashMap<u32, u8>,
+    /// Where a permanent login redirect sent us (kept out of `cfg`, which
+    /// must stay what iscsi.conf says so that reloads compare equal).
+    pub moved_to: Option<SocketAddr>,
 }
 
 impl Sess {
@@ -113,6 +120,8 @@ impl Sess {
             last_error: None,
             isid,
             chap_md5_only: false,
+            reissued: std::collections::HashMap::new(),
+            moved_to: None,
         }
     }
 
@@ -147,7 +156,7 @@ impl Sess {
     }
 
     pub fn portal(&self) -> Option<SocketAddr> {
-        self.redirect.or(self.cfg.targetaddr)
+        self.redirect.or(self.moved_to).or(self.cfg.targetaddr)
     }
 
     pub fn logged_in(&self) -> bool {
@@ -247,22 +256,43 @@ impl Sess {
                 },
             }
         }
+        // Reading stops while too much waits to be sent (a target flooding
+        // R2Ts but not reading must not grow our buffer without end), and
+        // goes on once a flush makes room: the writable event brings us back.
         loop {
-            let buf = c.session.rx_space(256 * 1024);
-            match c.stream.read(buf) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "connection closed by target",
-                    ))
+            let mut drained = false;
+            while self
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.session.tx_data().len() < TX_HIGH)
+            {
+                let Some(c) = self.conn.as_mut() else { break };
+                let buf = c.session.rx_space(256 * 1024);
+                match c.stream.read(buf) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "connection closed by target",
+                        ))
+                    }
+                    Ok(n) => c.session.rx_filled(n, now),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        drained = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
-                Ok(n) => c.session.rx_filled(n, now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            }
+            self.flush()?;
+            let full = self
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.session.tx_data().len() >= TX_HIGH);
+            if drained || full {
+                return Ok(());
             }
         }
-        self.flush()
     }
 
     pub fn flush(&mut self) -> io::Result<()> {

@@ -103,6 +103,8 @@ pub enum SessionError {
     Negotiation(NegError),
     Discovery(DiscoveryError),
     LogoutTimeout,
+    /// The target kept MaxCmdSN shut for a whole command timeout.
+    WindowClosed,
 }
 
 impl fmt::Display for SessionError {
@@ -148,6 +150,12 @@ impl fmt::Display for SessionError {
             SessionError::Negotiation(e) => write!(f, "negotiation: {e}"),
             SessionError::Discovery(e) => write!(f, "discovery: {e}"),
             SessionError::LogoutTimeout => write!(f, "logout timed out"),
+            SessionError::WindowClosed => {
+                write!(
+                    f,
+                    "target kept its command window closed (MaxCmdSN), commands could not be sent"
+                )
+            }
         }
     }
 }
@@ -217,6 +225,8 @@ pub struct Session {
     text: Option<TextOp>,
     logout: Option<(u32, Instant)>,
     target_logout: Option<u16>,
+    /// Since when queued commands wait on a closed CmdSN window.
+    window_shut: Option<Instant>,
     events: VecDeque<Event>,
 }
 
@@ -251,6 +261,7 @@ impl Session {
             text: None,
             logout: None,
             target_logout: None,
+            window_shut: None,
             events: VecDeque::new(),
             cfg,
         };
@@ -401,6 +412,13 @@ impl Session {
         if self.phase != Phase::FullFeature {
             return;
         }
+        // Commands waiting on a window the target keeps shut must not wait
+        // forever: note since when, and tick() gives up on the connection.
+        if self.queue.is_empty() || self.window_open() {
+            self.window_shut = None;
+        } else if self.window_shut.is_none() {
+            self.window_shut = Some(now);
+        }
         while !self.queue.is_empty()
             && self.window_open()
             && self.tasks.len() < self.cfg.queue_depth as usize
@@ -491,24 +509,18 @@ impl Session {
                 }
             }
             Pdu::R2t(r) => {
-                let Some(t) = self.tasks.get(&r.itt) else {
+                let Some(t) = self.tasks.get_mut(&r.itt) else {
                     return self.fail(SessionError::UnknownItt {
                         pdu: "R2T",
                         itt: r.itt,
                     });
                 };
-                let res = t.r2t(
-                    r.buffer_offset,
-                    r.desired_len,
-                    r.ttt,
-                    Wire {
-                        params: &self.params,
-                        expstatsn: self.expstatsn,
-                        digests: self.digests,
-                    },
-                    &mut self.tx,
-                );
-                if let Err(error) = res {
+                let w = Wire {
+                    params: &self.params,
+                    expstatsn: self.expstatsn,
+                    digests: self.digests,
+                };
+                if let Err(error) = t.r2t(&r, w, &mut self.tx) {
                     self.fail(SessionError::Task { itt: r.itt, error });
                 }
             }
@@ -653,8 +665,11 @@ impl Session {
             }
             1 => {
                 info!("target requests logout within {}s", a.param3);
-                self.target_logout = Some(self.params.default_time2wait as u16);
-                self.logout(now);
+                // Already logging out: that logout answers the request.
+                if self.phase == Phase::FullFeature {
+                    self.target_logout = Some(self.params.default_time2wait as u16);
+                    self.logout(now);
+                }
             }
             2 | 3 => self.fail(SessionError::TargetDrop {
                 time2wait: a.param2,
@@ -705,7 +720,7 @@ impl Session {
     // ---- text requests (SendTargets, renegotiation) ----
 
     fn start_text(&mut self, keys: &[(String, String)], discovery: bool, now: Instant) {
-        if self.text.is_some() {
+        if self.text.is_some() || self.phase != Phase::FullFeature {
             return;
         }
         let itt = self.alloc_itt();
@@ -886,6 +901,12 @@ impl Session {
         if self.phase != Phase::FullFeature {
             return;
         }
+        if self
+            .window_shut
+            .is_some_and(|t| now.duration_since(t) >= self.cfg.timeouts.command)
+        {
+            return self.fail(SessionError::WindowClosed);
+        }
         match self.ping {
             Some((_, sent))
                 if now.duration_since(self.last_rx.max(sent)) >= self.cfg.timeouts.nop_timeout =>
@@ -962,6 +983,9 @@ impl Session {
         };
         if let Some(t) = &self.text {
             next = next.min(t.deadline);
+        }
+        if let Some(t) = self.window_shut {
+            next = next.min(t + self.cfg.timeouts.command);
         }
         if let Some(&(d, itt)) = self.order.front() {
             let d = self

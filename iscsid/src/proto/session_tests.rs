@@ -797,9 +797,9 @@ fn write_with_several_r2ts_outstanding() {
     let data = pattern(32_768);
     let (c, unsol) = t.issue(write(4, data.clone()));
     assert!(c.final_ && c.data.is_empty() && unsol.is_empty());
-    // Both R2Ts in one read, the second range first.
-    let a = t.r2t(c.itt, 0x2, 1, 16384, 16384);
-    let b = t.r2t(c.itt, 0x1, 0, 0, 16384);
+    // Both R2Ts in one read (R2TSN order is TCP order).
+    let a = t.r2t(c.itt, 0x1, 0, 0, 16384);
+    let b = t.r2t(c.itt, 0x2, 1, 16384, 16384);
     t.feed_all(&[a, b]);
     let outs: Vec<DataOut> = t.sent().into_iter().map(data_out).collect();
     let got: Vec<(u32, u32, u32, bool)> = outs
@@ -809,10 +809,10 @@ fn write_with_several_r2ts_outstanding() {
     assert_eq!(
         got,
         [
-            (2, 0, 16384, false),
-            (2, 1, 24576, true),
             (1, 0, 0, false),
-            (1, 1, 8192, true)
+            (1, 1, 8192, true),
+            (2, 0, 16384, false),
+            (2, 1, 24576, true)
         ]
     );
     for d in &outs {
@@ -2047,4 +2047,64 @@ fn random_well_formed_pdus() {
     // Most hostile PDUs end the connection at once; still, many rounds
     // get several plausible PDUs in before that.
     assert!(steps > 400 * 2, "too shallow: {steps} PDUs in 400 rounds");
+}
+
+#[test]
+fn r2t_out_of_sequence_or_beyond_the_data_fails() {
+    let over = [("InitialR2T", "Yes"), ("ImmediateData", "No")];
+    let mut t = Tgt::up(cfg(), &over);
+    let (c, _) = t.issue(write(4, pattern(8192)));
+    let skip = t.r2t(c.itt, 0x1, 1, 0, 4096);
+    t.feed_all(&[skip]);
+    let ev = t.failure();
+    assert!(
+        matches!(
+            ev,
+            SessionError::Task {
+                error: TaskError::R2tSn {
+                    expected: 0,
+                    got: 1
+                },
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+
+    // The same range asked for again and again: stopped at the data length.
+    let mut t = Tgt::up(cfg(), &over);
+    let (c, _) = t.issue(write(4, pattern(8192)));
+    let rs: Vec<Pdu> = (0..3).map(|n| t.r2t(c.itt, 0x1, n, 0, 4096)).collect();
+    t.feed_all(&rs);
+    let ev = t.failure();
+    assert!(
+        matches!(
+            ev,
+            SessionError::Task {
+                error: TaskError::R2tOverrun { .. },
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_window_kept_shut_fails_the_connection() {
+    let mut t = Tgt::new(quiet(cfg()));
+    t.window = 0;
+    t.login(&[]);
+    t.s.submit(read(0, 512), t.now);
+    assert!(t.sent().is_empty());
+    assert_eq!(t.s.queued(), 1);
+    // The target stays alive (NOP-In) but never opens the window.
+    let nop = t.nop_in(RESERVED_TAG, RESERVED_TAG, 0, Vec::new());
+    t.feed(nop);
+    t.tick(59_000);
+    assert!(t.events().is_empty());
+    t.tick(60_001);
+    assert_eq!(t.failure(), SessionError::WindowClosed);
+    // The command comes back for the next connection.
+    let back = t.s.take_tasks();
+    assert_eq!(back.len(), 1);
 }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::negotiate::Params;
-use super::pdu::{DataIn, DataOut, Digests, Pdu, ScsiCommand, ScsiResponse, RESERVED_TAG};
+use super::pdu::{DataIn, DataOut, Digests, Pdu, R2t, ScsiCommand, ScsiResponse, RESERVED_TAG};
 use crate::vscsi::{Dir, Status, SENSE_LEN};
 
 /// A command as the engine hands it over.
@@ -77,6 +77,10 @@ pub struct Task {
     pub deadline: Instant,
     /// The ABORT TASK in flight: its ITT and when we stop waiting.
     pub abort: Option<(u32, Instant)>,
+    next_r2tsn: u32,
+    /// Bytes R2Ts asked for so far: never more than the command has, so a
+    /// target cannot make us queue Data-Out without end.
+    r2t_bytes: u64,
 }
 
 /// Something the target did wrong with a task; the connection must go.
@@ -84,6 +88,14 @@ pub struct Task {
 pub enum TaskError {
     NotARead,
     NotAWrite,
+    R2tSn {
+        expected: u32,
+        got: u32,
+    },
+    R2tOverrun {
+        asked: u64,
+        datalen: u64,
+    },
     DataSn {
         expected: u32,
         got: u32,
@@ -131,6 +143,10 @@ impl std::fmt::Display for TaskError {
                 len,
                 datalen,
             } => write!(f, "R2T for {len} bytes at {offset}, command has {datalen}"),
+            TaskError::R2tSn { expected, got } => write!(f, "R2TSN {got}, expected {expected}"),
+            TaskError::R2tOverrun { asked, datalen } => {
+                write!(f, "R2Ts asked for {asked} bytes of a {datalen}-byte write")
+            }
             TaskError::BurstTooLong { len, max } => {
                 write!(f, "R2T for {len} bytes, MaxBurstLength is {max}")
             }
@@ -154,6 +170,8 @@ impl Task {
             next_datasn: 0,
             deadline,
             abort: None,
+            next_r2tsn: 0,
+            r2t_bytes: 0,
         }
     }
 
@@ -222,17 +240,25 @@ impl Task {
     }
 
     /// Answers an R2T with the Data-Out it asks for.
-    pub fn r2t(
-        &self,
-        offset: u32,
-        len: u32,
-        ttt: u32,
-        w: Wire<'_>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), TaskError> {
+    pub fn r2t(&mut self, r: &R2t, w: Wire<'_>, out: &mut Vec<u8>) -> Result<(), TaskError> {
+        let (offset, len, ttt) = (r.buffer_offset, r.desired_len, r.ttt);
         let p = w.params;
         if self.req.dir != Dir::Write {
             return Err(TaskError::NotAWrite);
+        }
+        if r.r2tsn != self.next_r2tsn {
+            return Err(TaskError::R2tSn {
+                expected: self.next_r2tsn,
+                got: r.r2tsn,
+            });
+        }
+        self.next_r2tsn = self.next_r2tsn.wrapping_add(1);
+        self.r2t_bytes += u64::from(len);
+        if self.r2t_bytes > self.req.data.len() as u64 {
+            return Err(TaskError::R2tOverrun {
+                asked: self.r2t_bytes,
+                datalen: self.req.data.len() as u64,
+            });
         }
         let datalen = self.req.data.len() as u32;
         if len == 0 || offset.checked_add(len).is_none_or(|e| e > datalen) {
