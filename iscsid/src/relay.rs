@@ -135,6 +135,7 @@ impl Relay {
         // Commands may have queued before we registered: drain once.
         self.drain_device()?;
         loop {
+            self.flush_device()?;
             self.flush_engine()?;
             match self.poll.poll(&mut events, None) {
                 Ok(()) => {}
@@ -147,6 +148,12 @@ impl Relay {
                     ENGINE => {
                         if ev.is_readable() && !self.read_engine()? {
                             debug!("engine closed the channel, exiting");
+                            // The last completions must reach the device
+                            // before it closes (dropping it writes what
+                            // this leaves).
+                            if let Err(e) = self.dev.flush() {
+                                debug!("device: {e}");
+                            }
                             return Ok(());
                         }
                     }
@@ -177,8 +184,20 @@ impl Relay {
             .map_err(|e| io::Error::other(format!("engine channel: {e}")))
     }
 
-    /// VSCSI_I2T until EAGAIN. Write data is fetched at once so the engine
-    /// can send immediate and unsolicited data without a round trip.
+    /// Ends a batch: what it left for the device goes in one write. The
+    /// device may keep some back while it has input for us; it then polls
+    /// readable, and the next round drains it and comes back here.
+    fn flush_device(&mut self) -> io::Result<()> {
+        match self.dev.flush() {
+            Ok(()) => Ok(()),
+            Err(DevError::Closed) => Err(io::Error::other("device closed")),
+            Err(e) => Err(io::Error::other(format!("device: {e}"))),
+        }
+    }
+
+    /// VSCSI_I2T until EAGAIN. Write data is fetched whole at once, as the
+    /// `Device` contract has it, so the engine can send immediate and
+    /// unsolicited data without a round trip.
     fn drain_device(&mut self) -> io::Result<()> {
         loop {
             let i2t = match self.dev.i2t() {

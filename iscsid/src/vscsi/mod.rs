@@ -141,6 +141,16 @@ impl From<io::Error> for DevError {
 ///
 /// The descriptor is readable (kqueue/epoll) while commands may be queued;
 /// callers drain `i2t` until it returns `Ok(None)` (EAGAIN).
+///
+/// The calls take effect in call order, but a device may batch them (the
+/// emulator does, `emu.rs`). The relay's contract, which allows that:
+/// - it calls `flush` at the end of each batch, before it sleeps;
+/// - it drains `i2t` after `data_write`, which may read commands ahead
+///   while it waits, leaving the descriptor unreadable though commands are
+///   queued;
+/// - it fetches a write command's data all at once, one `data_write` of
+///   `datalen` bytes, before it completes the command, so a device may ask
+///   for the data as soon as the command arrives.
 pub trait Device {
     /// The descriptor to watch for readability.
     fn fd(&self) -> BorrowedFd<'_>;
@@ -159,15 +169,25 @@ pub trait Device {
     fn probe(&mut self, target: i32, lun: i32) -> Result<(), DevError>;
     /// `VSCSI_REQDETACH`; -1 is a wildcard.
     fn detach(&mut self, target: i32, lun: i32) -> Result<(), DevError>;
+    /// Hands what earlier calls left buffered to the kernel side. It may
+    /// keep some back while the device has input for the caller, as the
+    /// other side may be blocked writing it: the descriptor then polls
+    /// readable (edge-triggered too: the input came after the last `i2t`
+    /// that drained), and the caller reads it and flushes again. Dropping
+    /// the device writes what is left. An ioctl takes effect at once, so
+    /// on vscsi(4) this does nothing.
+    fn flush(&mut self) -> Result<(), DevError>;
 }
 
 /// The device behind a descriptor the parent opened: the emulator when it
-/// is a socket (`iscsid -n PATH`), else (on OpenBSD) `/dev/vscsi0`.
+/// is a socket (`iscsid -n PATH`), else (on OpenBSD) `/dev/vscsi0`. The
+/// caller keeps the batching contract of `Device` (the relay does), so the
+/// emulator client may hold frames until `flush` and prefetch write data.
 pub fn from_fd(fd: OwnedFd) -> Result<Box<dyn Device>, DevError> {
     let st = nix::sys::stat::fstat(&fd).map_err(io::Error::from)?;
     let fmt = st.st_mode & libc::S_IFMT;
     if fmt == libc::S_IFSOCK {
-        return Ok(Box::new(emu::EmuDev::new(fd)?));
+        return Ok(Box::new(emu::EmuDev::batched(fd)?));
     }
     #[cfg(target_os = "openbsd")]
     if fmt == libc::S_IFCHR {

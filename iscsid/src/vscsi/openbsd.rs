@@ -137,6 +137,10 @@ impl Device for VscsiDev {
         let mut ioc = vscsi_ioc_devevent { target, lun };
         self.ioctl(VSCSI_REQDETACH, &mut ioc).map_err(DevError::Io)
     }
+
+    fn flush(&mut self) -> Result<(), DevError> {
+        Ok(())
+    }
 }
 
 fn sense_from_bytes(b: &[u8; SENSE_LEN]) -> scsi_sense_data {
