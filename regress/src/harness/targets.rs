@@ -247,49 +247,26 @@ fn start_tgt(
     adm(&[
         "--op", "new", "--mode", "target", "--tid", "1", "-T", IQN_DISK,
     ]);
+    let lun = |tid: &str, lun: &str, backing: &[&str]| {
+        let mut a = vec![
+            "--op",
+            "new",
+            "--mode",
+            "logicalunit",
+            "--tid",
+            tid,
+            "--lun",
+            lun,
+        ];
+        a.extend_from_slice(backing);
+        adm(&a);
+    };
     match backend {
         Backend::RamFile => {
-            adm(&[
-                "--op",
-                "new",
-                "--mode",
-                "logicalunit",
-                "--tid",
-                "1",
-                "--lun",
-                "1",
-                "-b",
-                &f(1),
-            ]);
-            adm(&[
-                "--op",
-                "new",
-                "--mode",
-                "logicalunit",
-                "--tid",
-                "1",
-                "--lun",
-                "2",
-                "-b",
-                &f(2),
-            ]);
+            lun("1", "1", &["-b", &f(1)]);
+            lun("1", "2", &["-b", &f(2)]);
         }
-        Backend::Null => {
-            adm(&[
-                "--op",
-                "new",
-                "--mode",
-                "logicalunit",
-                "--tid",
-                "1",
-                "--lun",
-                "1",
-                "--bstype",
-                "null",
-                "-b",
-                "/dev/null/nullbs",
-            ]);
-        }
+        Backend::Null => lun("1", "1", &["--bstype", "null", "-b", "/dev/null/nullbs"]),
     }
     adm(&[
         "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL",
@@ -302,18 +279,7 @@ fn start_tgt(
     adm(&[
         "--op", "new", "--mode", "target", "--tid", "2", "-T", IQN_AUTH,
     ]);
-    adm(&[
-        "--op",
-        "new",
-        "--mode",
-        "logicalunit",
-        "--tid",
-        "2",
-        "--lun",
-        "1",
-        "-b",
-        &f(4),
-    ]);
+    lun("2", "1", &["-b", &f(4)]);
     adm(&[
         "--op", "bind", "--mode", "target", "--tid", "2", "-I", "ALL",
     ]);
