@@ -45,7 +45,9 @@ const MAX_IOV: usize = 128;
 const MAX_FDS_PER_READ: usize = 8;
 
 // Atomic close-on-exec avoids leaking received descriptors into a concurrent
-// fork+exec; OpenBSD has had MSG_CMSG_CLOEXEC since 5.7.
+// fork+exec (OpenBSD has had MSG_CMSG_CLOEXEC since 5.7), and a vanished peer
+// must surface as EPIPE, not as a process-killing SIGPIPE. Elsewhere neither
+// flag exists and read() sets FD_CLOEXEC afterwards.
 #[cfg(any(
     target_os = "linux",
     target_os = "android",
@@ -54,7 +56,11 @@ const MAX_FDS_PER_READ: usize = 8;
     target_os = "netbsd",
     target_os = "openbsd"
 ))]
-const RECV_FLAGS: MsgFlags = MsgFlags::MSG_CMSG_CLOEXEC;
+mod flags {
+    use nix::sys::socket::MsgFlags;
+    pub const RECV: MsgFlags = MsgFlags::MSG_CMSG_CLOEXEC;
+    pub const SEND: MsgFlags = MsgFlags::MSG_NOSIGNAL;
+}
 #[cfg(not(any(
     target_os = "linux",
     target_os = "android",
@@ -63,27 +69,13 @@ const RECV_FLAGS: MsgFlags = MsgFlags::MSG_CMSG_CLOEXEC;
     target_os = "netbsd",
     target_os = "openbsd"
 )))]
-const RECV_FLAGS: MsgFlags = MsgFlags::empty();
-
-// A vanished peer must surface as EPIPE, not as a process-killing SIGPIPE.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd"
-))]
-const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd"
-)))]
-const SEND_FLAGS: MsgFlags = MsgFlags::empty();
+mod flags {
+    use nix::sys::socket::MsgFlags;
+    pub const RECV: MsgFlags = MsgFlags::empty();
+    pub const SEND: MsgFlags = MsgFlags::empty();
+}
+const RECV_FLAGS: nix::sys::socket::MsgFlags = flags::RECV;
+const SEND_FLAGS: nix::sys::socket::MsgFlags = flags::SEND;
 
 /// The 16-byte message header, exactly as on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
