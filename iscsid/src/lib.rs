@@ -9,7 +9,7 @@ pub mod malloc;
 pub mod parent;
 pub mod privdrop;
 pub mod procmsg;
-pub mod proto;
+pub use proto;
 pub mod relay;
 pub mod relaymsg;
 pub mod vscsi;

@@ -13,7 +13,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
 use super::{Engine, Sess};
-use crate::proto::discovery::{self, TargetRecord};
+use proto::discovery::{self, TargetRecord};
 
 /// Reply bytes a control client may leave unread.
 const CLIENT_QUEUE_MAX: usize = 16 << 20;

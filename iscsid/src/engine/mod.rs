@@ -19,12 +19,13 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::procmsg;
-use crate::proto::lun;
-use crate::proto::session::Event;
-use crate::proto::task::{Completion, ScsiTask};
 use crate::relay::{set_nonblocking, startup};
 use crate::relaymsg::{self, Cmd, Done};
 use crate::vscsi::{Dir, Status};
+use proto::lun;
+use proto::scsi::{Direction, Outcome};
+use proto::session::Event;
+use proto::task::{Completion, ScsiTask};
 
 use control::Client;
 pub use sess::{Ending, Sess};
@@ -308,6 +309,7 @@ impl Engine {
 
     fn command(&mut self, c: Cmd, now: Instant) {
         let i2t = c.i2t;
+        let direction: Direction = i2t.dir.into();
         let dir = usize::try_from(i2t.dir.raw()).unwrap_or(0).min(2);
         self.stats.commands[dir] += 1;
         if i2t.dir == Dir::Write {
@@ -320,19 +322,18 @@ impl Engine {
             .position(|s| s.vscsi_target == Some(i2t.target) && s.ending != Some(Ending::Remove));
         let Some(idx) = idx else {
             // Nothing there: like an empty slot on a SCSI bus.
-            return self.done(Completion::status_only(i2t.tag, i2t.dir, Status::Err));
+            return self.done(Completion::status_only(i2t.tag, direction, Outcome::Failed));
         };
         let Some(lunfield) = lun::encode(i2t.lun) else {
             // ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED.
-            let mut sense = vec![0u8; 18];
-            sense[0] = 0x70;
-            sense[2] = 0x05;
-            sense[7] = 10;
-            sense[12] = 0x25;
+            let sense = proto::scsi::fixed_sense(
+                proto::scsi::KEY_ILLEGAL_REQUEST,
+                proto::scsi::ASC_LUN_NOT_SUPPORTED,
+            );
             let c = Completion {
                 tag: i2t.tag,
-                dir: i2t.dir,
-                status: Status::Sense,
+                dir: direction,
+                status: Outcome::Sense,
                 sense,
                 data: Vec::new(),
             };
@@ -342,7 +343,7 @@ impl Engine {
             tag: i2t.tag,
             lun: lunfield,
             cdb: i2t.cdb().to_vec(),
-            dir: i2t.dir,
+            dir: direction,
             datalen: i2t.datalen,
             data: c.data,
         };
@@ -354,7 +355,7 @@ impl Engine {
                 conn.session.submit(task, now)
             }
             _ if s.ending.is_some() || s.cfg.disabled => {
-                self.done(Completion::status_only(i2t.tag, i2t.dir, Status::Reset))
+                self.done(Completion::status_only(i2t.tag, direction, Outcome::Retry))
             }
             _ => {
                 // Not logged in (yet, or again): hold it for the next login.
@@ -369,17 +370,18 @@ impl Engine {
     }
 
     fn done(&mut self, c: Completion) {
-        let st = usize::try_from(c.status.raw()).unwrap_or(3).min(3);
+        let status = Status::from(c.status);
+        let st = usize::try_from(status.raw()).unwrap_or(3).min(3);
         self.stats.completions[st] += 1;
-        if c.status != Status::Done {
-            let d = usize::try_from(c.dir.raw()).unwrap_or(0).min(2);
+        if c.status != Outcome::Good {
+            let d = usize::try_from(Dir::from(c.dir).raw()).unwrap_or(0).min(2);
             self.stats.errors[d] += 1;
         }
         if !c.data.is_empty() {
             self.stats.data_reads += 1;
             self.stats.bytes_read += c.data.len() as u64;
         }
-        let trailer = Done::trailer(c.tag, c.status, &c.sense);
+        let trailer = Done::trailer(c.tag, status, &c.sense);
         if let Err(e) = self
             .relay
             .compose_parts(procmsg::DONE, 0, 0, &[&c.data, &trailer], None)
@@ -490,7 +492,7 @@ impl Engine {
                 );
                 // Bytes after the final Login Response may already have
                 // closed the session again; then the commands stay held.
-                if c.session.phase() == crate::proto::session::Phase::FullFeature {
+                if c.session.phase() == proto::session::Phase::FullFeature {
                     s.held_deadline = None;
                     for t in s.held.drain(..) {
                         c.session.submit(t, now);
@@ -506,7 +508,7 @@ impl Engine {
                 let _ = initiatorname;
             }
             Event::Complete(c) => {
-                if c.status != Status::Done {
+                if c.status != Outcome::Good {
                     s.errors += 1;
                 }
                 self.done(c);
@@ -547,7 +549,7 @@ impl Engine {
                 );
                 self.close_conn(i);
                 let s = &mut self.sessions[i];
-                match crate::proto::discovery::parse_address(&addr) {
+                match proto::discovery::parse_address(&addr) {
                     Some(a) => {
                         if permanent {
                             s.moved_to = Some(a);
@@ -566,8 +568,8 @@ impl Engine {
                 }
             }
             Event::Failed(e) => {
-                use crate::proto::login::LoginError;
-                use crate::proto::session::SessionError;
+                use proto::login::LoginError;
+                use proto::session::SessionError;
                 let permanent = matches!(&e, SessionError::Login(l) if l.is_permanent());
                 let auth = matches!(
                     &e,
@@ -633,7 +635,7 @@ impl Engine {
                 .get_or_insert(now + sess::REPLACEMENT_TIMEOUT);
         }
         for t in give_up {
-            self.done(Completion::status_only(t.tag, t.dir, Status::Reset));
+            self.done(Completion::status_only(t.tag, t.dir, Outcome::Retry));
         }
     }
 
@@ -732,7 +734,7 @@ impl Engine {
         let held: Vec<ScsiTask> = s.held.drain(..).collect();
         s.held_deadline = None;
         for t in held {
-            self.done(Completion::status_only(t.tag, t.dir, Status::Reset));
+            self.done(Completion::status_only(t.tag, t.dir, Outcome::Retry));
         }
         let s = &mut self.sessions[i];
         match s.ending {
@@ -804,7 +806,7 @@ impl Engine {
             s.held_deadline = None;
             let held: Vec<ScsiTask> = s.held.drain(..).collect();
             for t in held {
-                self.done(Completion::status_only(t.tag, t.dir, Status::Reset));
+                self.done(Completion::status_only(t.tag, t.dir, Outcome::Retry));
             }
         }
         let s = &mut self.sessions[i];

@@ -14,11 +14,11 @@ use mio::net::TcpStream;
 use mio::Token;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
 
-use crate::proto::chap::{ChapAlg, ChapConfig};
-use crate::proto::login::LoginConfig;
-use crate::proto::negotiate::{self, Params, Prefs, SessionKind};
-use crate::proto::session::{Session, SessionConfig, Timeouts};
-use crate::proto::task::ScsiTask;
+use proto::chap::{ChapAlg, ChapConfig};
+use proto::login::LoginConfig;
+use proto::negotiate::{self, Params, Prefs, SessionKind};
+use proto::session::{Session, SessionConfig, Timeouts};
+use proto::task::ScsiTask;
 
 /// How long commands wait for a lost session to come back before they go
 /// back to the kernel with XS_RESET.

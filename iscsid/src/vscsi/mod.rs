@@ -195,3 +195,36 @@ pub fn from_fd(fd: OwnedFd) -> Result<Box<dyn Device>, DevError> {
     }
     Err(DevError::Io(io::ErrorKind::Unsupported.into()))
 }
+
+// The protocol core has its own words for direction and outcome; these
+// are the only places they meet the device's.
+impl From<Dir> for proto::scsi::Direction {
+    fn from(d: Dir) -> Self {
+        match d {
+            Dir::None => proto::scsi::Direction::None,
+            Dir::Read => proto::scsi::Direction::Read,
+            Dir::Write => proto::scsi::Direction::Write,
+        }
+    }
+}
+
+impl From<proto::scsi::Direction> for Dir {
+    fn from(d: proto::scsi::Direction) -> Self {
+        match d {
+            proto::scsi::Direction::None => Dir::None,
+            proto::scsi::Direction::Read => Dir::Read,
+            proto::scsi::Direction::Write => Dir::Write,
+        }
+    }
+}
+
+impl From<proto::scsi::Outcome> for Status {
+    fn from(o: proto::scsi::Outcome) -> Self {
+        match o {
+            proto::scsi::Outcome::Good => Status::Done,
+            proto::scsi::Outcome::Sense => Status::Sense,
+            proto::scsi::Outcome::Retry => Status::Reset,
+            proto::scsi::Outcome::Failed => Status::Err,
+        }
+    }
+}

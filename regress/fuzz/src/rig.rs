@@ -20,10 +20,10 @@ use iscsid::proto::framing::Framer;
 use iscsid::proto::login::{LoginConfig, FULL_FEATURE, OPERATIONAL};
 use iscsid::proto::negotiate::{DigestPref, Prefs, SessionKind};
 use iscsid::proto::pdu::{Digests, LoginRsp, Pdu, BHS_LEN, MAX_DATA_SEGMENT_LEN, RESERVED_TAG};
+use iscsid::proto::scsi::Direction;
 use iscsid::proto::session::{Event, Phase, Session, SessionConfig, Timeouts};
 use iscsid::proto::task::ScsiTask;
 use iscsid::proto::text;
-use iscsid::vscsi::Dir;
 
 use crate::Cursor;
 
@@ -335,7 +335,7 @@ impl Rig {
                     tag,
                     lun: LUN1,
                     cdb,
-                    dir: Dir::Read,
+                    dir: Direction::Read,
                     datalen: len,
                     data: Vec::new(),
                 }
@@ -347,7 +347,7 @@ impl Rig {
                     tag,
                     lun: LUN1,
                     cdb,
-                    dir: Dir::Write,
+                    dir: Direction::Write,
                     datalen: len,
                     data: (0..len).map(|i| (i % 251) as u8).collect(),
                 }
@@ -356,12 +356,16 @@ impl Rig {
                 tag,
                 lun: LUN1,
                 cdb: vec![0; 6],
-                dir: Dir::None,
+                dir: Direction::None,
                 datalen: 0,
                 data: Vec::new(),
             },
         };
-        let len = if t.dir == Dir::Read { t.datalen } else { 0 };
+        let len = if t.dir == Direction::Read {
+            t.datalen
+        } else {
+            0
+        };
         self.outstanding.insert(tag, len);
         self.s.submit(t, self.now);
         tag

@@ -18,7 +18,7 @@ use super::pdu::{
 use super::session::{Event, Phase, Session, SessionConfig, SessionError, Timeouts};
 use super::task::{Completion, ScsiTask, TaskError};
 use super::text;
-use crate::vscsi::{Dir, Status};
+use crate::scsi::{Direction, Outcome};
 
 const LUN1: u64 = 0x0001_0000_0000_0000;
 
@@ -351,7 +351,7 @@ fn read(tag: u32, len: u32) -> ScsiTask {
         tag,
         lun: LUN1,
         cdb,
-        dir: Dir::Read,
+        dir: Direction::Read,
         datalen: len,
         data: Vec::new(),
     }
@@ -365,7 +365,7 @@ fn write(tag: u32, data: Vec<u8>) -> ScsiTask {
         tag,
         lun: LUN1,
         cdb,
-        dir: Dir::Write,
+        dir: Direction::Write,
         datalen: data.len() as u32,
         data,
     }
@@ -584,8 +584,8 @@ fn read_with_data_in_and_phase_collapsed_status() {
     t.feed(d2);
     let done = one_completion(t.events());
     assert_eq!(done.tag, 7);
-    assert_eq!(done.dir, Dir::Read);
-    assert_eq!(done.status, Status::Done);
+    assert_eq!(done.dir, Direction::Read);
+    assert_eq!(done.status, Outcome::Good);
     assert!(done.sense.is_empty());
     assert!(done.data == data, "read data differs");
     assert_eq!(t.s.in_flight(), 0);
@@ -602,7 +602,7 @@ fn read_underflow_residual() {
     d.residual = 5120;
     t.feed(Pdu::DataIn(d));
     let done = one_completion(t.events());
-    assert_eq!(done.status, Status::Done);
+    assert_eq!(done.status, Outcome::Good);
     assert_eq!(done.data, pattern(3072), "only what arrived goes back");
 
     // Residual in a separate SCSI Response after the data.
@@ -617,7 +617,7 @@ fn read_underflow_residual() {
     let done = one_completion(t.events());
     assert_eq!(
         (done.tag, done.status, done.data.len()),
-        (2, Status::Done, 512)
+        (2, Outcome::Good, 512)
     );
 }
 
@@ -631,7 +631,7 @@ fn status_and_sense() {
     let r = t.response(c.itt, 0x02, &medium);
     t.feed_all(&[d, r]);
     let done = one_completion(t.events());
-    assert_eq!(done.status, Status::Sense);
+    assert_eq!(done.status, Outcome::Sense);
     assert_eq!(done.sense, medium);
 
     // Descriptor sense becomes fixed (vscsi carries only that).
@@ -640,7 +640,7 @@ fn status_and_sense() {
     let r = t.response(c.itt, 0x02, &desc);
     t.feed(r);
     let done = one_completion(t.events());
-    assert_eq!(done.status, Status::Sense);
+    assert_eq!(done.status, Outcome::Sense);
     assert_eq!(done.sense.len(), 18);
     assert_eq!(
         (done.sense[0], done.sense[2], done.sense[12], done.sense[13]),
@@ -649,12 +649,12 @@ fn status_and_sense() {
 
     // What the midlayer should retry, and what it should fail.
     for (status, response, want) in [
-        (0x08, 0, Status::Reset), // BUSY
-        (0x28, 0, Status::Reset), // TASK SET FULL
-        (0x02, 0, Status::Err),   // CHECK CONDITION without sense
-        (0x18, 0, Status::Err),   // RESERVATION CONFLICT
-        (0x00, 1, Status::Reset), // target failure
-        (0x00, 0, Status::Done),
+        (0x08, 0, Outcome::Retry),  // BUSY
+        (0x28, 0, Outcome::Retry),  // TASK SET FULL
+        (0x02, 0, Outcome::Failed), // CHECK CONDITION without sense
+        (0x18, 0, Outcome::Failed), // RESERVATION CONFLICT
+        (0x00, 1, Outcome::Retry),  // target failure
+        (0x00, 0, Outcome::Good),
     ] {
         let (c, _) = t.issue(read(3, 512));
         let Pdu::ScsiResponse(mut r) = t.response(c.itt, status, &[]) else {
@@ -678,7 +678,7 @@ fn reported_luns_changed_asks_for_rescan() {
     assert!(matches!(ev.first(), Some(Event::Rescan)), "{ev:?}");
     match ev.get(1) {
         Some(Event::Complete(c)) => {
-            assert_eq!((c.tag, c.status), (9, Status::Sense));
+            assert_eq!((c.tag, c.status), (9, Outcome::Sense));
             assert_eq!(c.sense, ua, "the UA still goes to the midlayer");
         }
         other => panic!("{other:?}"),
@@ -689,7 +689,7 @@ fn reported_luns_changed_asks_for_rescan() {
     let (c, _) = t.issue(read(10, 512));
     let r = t.response(c.itt, 0x02, &fixed(0x6, 0x29, 0x00));
     t.feed(r);
-    assert_eq!(one_completion(t.events()).status, Status::Sense);
+    assert_eq!(one_completion(t.events()).status, Outcome::Sense);
 
     // The same news as an asynchronous SCSI event (SenseLength + sense).
     let mut data = vec![0, 18];
@@ -757,7 +757,7 @@ fn write_immediate_then_unsolicited_then_r2t() {
     let done = one_completion(t.events());
     assert_eq!(
         (done.tag, done.dir, done.status),
-        (3, Dir::Write, Status::Done)
+        (3, Direction::Write, Outcome::Good)
     );
     assert!(done.data.is_empty());
 }
@@ -821,7 +821,7 @@ fn write_with_several_r2ts_outstanding() {
     }
     let r = t.response(c.itt, 0, &[]);
     t.feed(r);
-    assert_eq!(one_completion(t.events()).status, Status::Done);
+    assert_eq!(one_completion(t.events()).status, Outcome::Good);
 }
 
 // ---- sequence numbers and flow control ----
@@ -1068,7 +1068,7 @@ fn command_timeout_aborts_then_completes_reset() {
     let r = t.tmf_rsp(tmf.itt, 0);
     t.feed(r);
     let done = one_completion(t.events());
-    assert_eq!((done.tag, done.status), (5, Status::Reset));
+    assert_eq!((done.tag, done.status), (5, Outcome::Retry));
     // The other one times out too; the task is already gone on the target.
     t.tick(61_001);
     let tmf2 = match t.sent().as_slice() {
@@ -1078,7 +1078,7 @@ fn command_timeout_aborts_then_completes_reset() {
     assert_eq!(tmf2.rtt, c2.itt);
     let r = t.tmf_rsp(tmf2.itt, 1);
     t.feed(r);
-    assert_eq!(one_completion(t.events()).status, Status::Reset);
+    assert_eq!(one_completion(t.events()).status, Outcome::Retry);
     assert_eq!(t.s.in_flight(), 0);
     assert_eq!(t.s.phase(), Phase::FullFeature);
 }
@@ -1096,7 +1096,7 @@ fn abort_racing_the_real_answer() {
     let r = t.tmf_rsp(tmf.itt, 1);
     t.feed_all(&[d, r]);
     let done = one_completion(t.events());
-    assert_eq!(done.status, Status::Done, "completed once, with its data");
+    assert_eq!(done.status, Outcome::Good, "completed once, with its data");
     assert_eq!(done.data, pattern(512));
 }
 
@@ -1150,7 +1150,7 @@ fn async_logout_request() {
     let ev = t.events();
     match ev.as_slice() {
         [Event::Complete(done), Event::TargetLogout { time2wait }] => {
-            assert_eq!((done.tag, done.status), (1, Status::Reset));
+            assert_eq!((done.tag, done.status), (1, Outcome::Retry));
             assert_eq!(*time2wait, 4);
         }
         other => panic!("{other:?}"),
@@ -1216,9 +1216,9 @@ fn rejects() {
     // A rejected command never ran: retry (protocol error) or fail
     // (command not supported).
     for (reason, want) in [
-        (0x04, Status::Reset),
-        (0x05, Status::Err),
-        (0x09, Status::Err),
+        (0x04, Outcome::Retry),
+        (0x05, Outcome::Failed),
+        (0x09, Outcome::Failed),
     ] {
         let (c, _) = t.issue(read(1, 512));
         let rej = t.reject(reason, &Pdu::ScsiCommand(c));
@@ -1267,7 +1267,7 @@ fn logout_exchange() {
     t.s.logout(t.now);
     // Queued commands go straight back for a retry elsewhere.
     let done = one_completion(t.events());
-    assert_eq!((done.tag, done.status), (2, Status::Reset));
+    assert_eq!((done.tag, done.status), (2, Outcome::Retry));
     let lo = match t.sent().as_slice() {
         [Pdu::LogoutReq(l)] => l.clone(),
         other => panic!("{other:?}"),
@@ -1276,11 +1276,11 @@ fn logout_exchange() {
     assert_eq!(lo.cmdsn, c.cmdsn + 1);
     assert_eq!(t.s.phase(), Phase::LoggingOut);
     t.s.submit(read(3, 512), t.now);
-    assert_eq!(one_completion(t.events()).status, Status::Reset);
+    assert_eq!(one_completion(t.events()).status, Outcome::Retry);
     // The in-flight read still completes normally before the response.
     let d = t.data_in(c.itt, 0, 0, pattern(512), Some(0));
     t.feed(d);
-    assert_eq!(one_completion(t.events()).status, Status::Done);
+    assert_eq!(one_completion(t.events()).status, Outcome::Good);
     let r = t.logout_rsp(lo.itt);
     t.feed(r);
     assert!(matches!(t.events().as_slice(), [Event::LoggedOut]));
@@ -1794,7 +1794,7 @@ fn closed_session_ignores_input_and_returns_commands() {
     assert!(t.events().is_empty());
     // A command arriving now is turned away, not lost.
     t.s.submit(read(3, 512), t.now);
-    assert_eq!(one_completion(t.events()).status, Status::Reset);
+    assert_eq!(one_completion(t.events()).status, Outcome::Retry);
     let back: Vec<u32> = t.s.take_tasks().iter().map(|t| t.tag).collect();
     assert_eq!(back, [1, 2], "in CmdSN order");
     t.s.tick(t.now + Duration::from_secs(1000));
@@ -1827,7 +1827,9 @@ fn logout_during_login_returns_queued_commands() {
     t.s.logout(t.now);
     let ev = t.events();
     match ev.as_slice() {
-        [Event::Complete(c), Event::LoggedOut] => assert_eq!((c.tag, c.status), (1, Status::Reset)),
+        [Event::Complete(c), Event::LoggedOut] => {
+            assert_eq!((c.tag, c.status), (1, Outcome::Retry))
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(t.s.queued(), 0);

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::negotiate::Params;
 use super::pdu::{DataIn, DataOut, Digests, Pdu, R2t, ScsiCommand, ScsiResponse, RESERVED_TAG};
-use crate::vscsi::{Dir, Status, SENSE_LEN};
+use crate::scsi::{Direction, Outcome, SENSE_LEN};
 
 /// A command as the engine hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +16,7 @@ pub struct ScsiTask {
     /// The 8-byte LUN field.
     pub lun: u64,
     pub cdb: Vec<u8>,
-    pub dir: Dir,
+    pub dir: Direction,
     pub datalen: u32,
     /// All write data (the relay fetched it); empty otherwise.
     pub data: Vec<u8>,
@@ -27,14 +27,14 @@ pub struct ScsiTask {
 pub struct Completion {
     pub tag: u32,
     /// The command's direction, for the error counters.
-    pub dir: Dir,
-    pub status: Status,
+    pub dir: Direction,
+    pub status: Outcome,
     pub sense: Vec<u8>,
     pub data: Vec<u8>,
 }
 
 impl Completion {
-    pub fn status_only(tag: u32, dir: Dir, status: Status) -> Completion {
+    pub fn status_only(tag: u32, dir: Direction, status: Outcome) -> Completion {
         Completion {
             tag,
             dir,
@@ -182,7 +182,7 @@ impl Task {
     pub fn issue(&self, w: Wire<'_>, out: &mut Vec<u8>) {
         let (p, expstatsn, dig) = (w.params, w.expstatsn, w.digests);
         let t = &self.req;
-        let write = t.dir == Dir::Write;
+        let write = t.dir == Direction::Write;
         let total = if write { t.data.len() as u32 } else { 0 };
         let first_burst = p.first_burst.min(total);
         let sent = if write && p.immediate_data {
@@ -194,7 +194,7 @@ impl Task {
         let cmd = Pdu::ScsiCommand(ScsiCommand {
             immediate: false,
             final_: !unsolicited,
-            read: t.dir == Dir::Read,
+            read: t.dir == Direction::Read,
             write,
             attr: ATTR_SIMPLE,
             lun: t.lun,
@@ -243,7 +243,7 @@ impl Task {
     pub fn r2t(&mut self, r: &R2t, w: Wire<'_>, out: &mut Vec<u8>) -> Result<(), TaskError> {
         let (offset, len, ttt) = (r.buffer_offset, r.desired_len, r.ttt);
         let p = w.params;
-        if self.req.dir != Dir::Write {
+        if self.req.dir != Direction::Write {
             return Err(TaskError::NotAWrite);
         }
         if r.r2tsn != self.next_r2tsn {
@@ -280,7 +280,7 @@ impl Task {
 
     /// Takes a Data-In. Returns the completion if it carries status.
     pub fn data_in(&mut self, d: DataIn) -> Result<Option<Completion>, TaskError> {
-        if self.req.dir != Dir::Read && !d.data.is_empty() {
+        if self.req.dir != Direction::Read && !d.data.is_empty() {
             return Err(TaskError::NotARead);
         }
         if d.datasn != self.next_datasn {
@@ -336,7 +336,7 @@ impl Task {
             return Ok(Completion::status_only(
                 self.req.tag,
                 self.req.dir,
-                Status::Reset,
+                Outcome::Retry,
             ));
         }
         let sense = r.sense().map_err(|_| TaskError::Sense)?;
@@ -346,13 +346,13 @@ impl Task {
     fn complete_with(&mut self, status: u8, sense: &[u8]) -> Result<Completion, TaskError> {
         let data = std::mem::take(&mut self.rx);
         let (status, sense) = match status {
-            GOOD => (Status::Done, Vec::new()),
-            CHECK_CONDITION if !sense.is_empty() => (Status::Sense, fixed_sense(sense)),
+            GOOD => (Outcome::Good, Vec::new()),
+            CHECK_CONDITION if !sense.is_empty() => (Outcome::Sense, fixed_sense(sense)),
             // No sense to interpret (istgt does this for LBA out of
             // range): a retry would fail the same way, so fail it now.
-            CHECK_CONDITION => (Status::Err, Vec::new()),
-            BUSY | TASK_SET_FULL | ACA_ACTIVE | TASK_ABORTED => (Status::Reset, Vec::new()),
-            _ => (Status::Err, Vec::new()),
+            CHECK_CONDITION => (Outcome::Failed, Vec::new()),
+            BUSY | TASK_SET_FULL | ACA_ACTIVE | TASK_ABORTED => (Outcome::Retry, Vec::new()),
+            _ => (Outcome::Failed, Vec::new()),
         };
         Ok(Completion {
             tag: self.req.tag,

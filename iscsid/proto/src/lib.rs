@@ -1,5 +1,10 @@
 //! The iSCSI protocol core (RFC 7143), sans-IO: pure state machines that
 //! take bytes, events and the time, and return bytes and actions.
+//!
+//! No I/O lives here: no sockets, clocks, random sources or syscalls, and
+//! no unsafe code. The daemon's processes are thin shells around it.
+
+#![forbid(unsafe_code)]
 
 pub mod chap;
 pub mod digest;
@@ -9,6 +14,7 @@ pub mod login;
 pub mod lun;
 pub mod negotiate;
 pub mod pdu;
+pub mod scsi;
 pub mod serial;
 pub mod session;
 pub mod task;

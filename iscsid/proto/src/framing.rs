@@ -304,9 +304,7 @@ impl Framer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::pdu::{
-        DataIn, LoginRsp, NopIn, NopOut, R2t, ScsiCommand, ScsiResponse, TextRsp,
-    };
+    use crate::pdu::{DataIn, LoginRsp, NopIn, NopOut, R2t, ScsiCommand, ScsiResponse, TextRsp};
 
     const ALL_DIGESTS: [Digests; 4] = [
         Digests {
@@ -371,7 +369,7 @@ mod tests {
         ]
     }
 
-    const RESERVED: u32 = crate::proto::pdu::RESERVED_TAG;
+    const RESERVED: u32 = crate::pdu::RESERVED_TAG;
 
     fn wire(pdus: &[Pdu], dig: Digests) -> Vec<u8> {
         let mut out = Vec::new();

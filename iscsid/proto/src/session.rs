@@ -20,7 +20,7 @@ use super::pdu::{
 use super::serial;
 use super::task::{sense_codes, Completion, ScsiTask, Task, TaskError, Wire};
 use super::text::{self, TextBuf, TextError};
-use crate::vscsi::Status;
+use crate::scsi::Outcome;
 
 /// Timers; `Default` gives what the engine uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,7 +371,7 @@ impl Session {
                     .push_back(Event::Complete(Completion::status_only(
                         t.tag,
                         t.dir,
-                        Status::Reset,
+                        Outcome::Retry,
                     )))
             }
         }
@@ -547,7 +547,7 @@ impl Session {
 
     fn finish_task(&mut self, itt: u32, c: Completion) {
         self.tasks.remove(&itt);
-        if c.status == Status::Sense {
+        if c.status == Outcome::Sense {
             if let Some((6, 0x3f, 0x0e)) = sense_codes(&c.sense) {
                 info!("reported LUNs data has changed, rescanning");
                 self.events.push_back(Event::Rescan);
@@ -644,7 +644,11 @@ impl Session {
             0 | 1 => {
                 if let Some(t) = self.tasks.remove(&task_itt) {
                     warn!("command itt 0x{task_itt:08x} aborted after timeout");
-                    self.complete(Completion::status_only(t.req.tag, t.req.dir, Status::Reset));
+                    self.complete(Completion::status_only(
+                        t.req.tag,
+                        t.req.dir,
+                        Outcome::Retry,
+                    ));
                 }
             }
             response => self.fail(SessionError::AbortFailed {
@@ -703,9 +707,9 @@ impl Session {
             0x01 if self.tasks.contains_key(&itt) => {
                 if let Some(t) = self.tasks.remove(&itt) {
                     let st = if matches!(r.reason, 0x05 | 0x09) {
-                        Status::Err
+                        Outcome::Failed
                     } else {
-                        Status::Reset
+                        Outcome::Retry
                     };
                     self.complete(Completion::status_only(t.req.tag, t.req.dir, st));
                 }
@@ -835,7 +839,7 @@ impl Session {
                 .push_back(Event::Complete(Completion::status_only(
                     t.tag,
                     t.dir,
-                    Status::Reset,
+                    Outcome::Retry,
                 )));
         }
         if self.phase == Phase::Login {
@@ -865,7 +869,7 @@ impl Session {
                 .push_back(Event::Complete(Completion::status_only(
                     t.req.tag,
                     t.req.dir,
-                    Status::Reset,
+                    Outcome::Retry,
                 )));
         }
         self.phase = Phase::Closed;
