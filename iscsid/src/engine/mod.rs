@@ -5,6 +5,9 @@
 mod control;
 mod reload;
 mod sess;
+mod start;
+
+pub use start::main;
 
 use std::collections::HashMap;
 use std::io;
@@ -19,7 +22,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::procmsg;
-use crate::relay::{set_nonblocking, startup};
+use crate::relay::set_nonblocking;
 use crate::relaymsg::{self, Cmd, Done};
 use crate::vscsi::{Dir, Status};
 use proto::lun;
@@ -40,46 +43,6 @@ const FIRST_DYNAMIC: usize = 16;
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// vscsi(4) has 256 targets.
 const VSCSI_TARGETS: u32 = 256;
-
-pub fn main(chan: OwnedFd) -> i32 {
-    let (parent, fds) = match startup(chan, &[procmsg::CONTROL_SOCKET, procmsg::RELAY_CHANNEL]) {
-        Ok(v) => v,
-        Err(e) => {
-            error!("startup: {e}");
-            return 1;
-        }
-    };
-    let mut control = None;
-    let mut relay = None;
-    for (k, fd) in fds {
-        match k {
-            procmsg::CONTROL_SOCKET => control = Some(fd),
-            _ => relay = Some(fd),
-        }
-    }
-    let (Some(control), Some(relay)) = (control, relay) else {
-        error!("startup: missing descriptors");
-        return 1;
-    };
-    let mut engine = match Engine::new(parent, control, relay) {
-        Ok(e) => e,
-        Err(e) => {
-            error!("{e}");
-            return 1;
-        }
-    };
-    if let Err(e) = common::sandbox::pledge("stdio inet unix") {
-        error!("pledge: {e}");
-        return 1;
-    }
-    match engine.run() {
-        Ok(()) => 0,
-        Err(e) => {
-            error!("{e}");
-            1
-        }
-    }
-}
 
 pub struct Engine {
     poll: Poll,
@@ -114,7 +77,7 @@ fn default_initiatorname() -> String {
 }
 
 impl Engine {
-    fn new(parent: ImsgBuf, control: OwnedFd, relay: OwnedFd) -> io::Result<Engine> {
+    pub(super) fn new(parent: ImsgBuf, control: OwnedFd, relay: OwnedFd) -> io::Result<Engine> {
         let poll = Poll::new()?;
         set_nonblocking(&relay)?;
         set_nonblocking(parent.as_fd())?;
