@@ -6,14 +6,15 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Instant;
 
 use common::config::{SessionType, Target};
-use common::ctl::{self, kind, DiscoverRequest, PollResult, SessionState};
+use common::ctl::{self, kind, DiscoverRequest, PollResult};
 use common::imsg::{Error as ImsgError, Imsg, ImsgBuf};
-use log::{debug, info, warn};
+use log::{info, warn};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
+use proto::discovery::TargetRecord;
+use proto::initiator::ClientId;
 
-use super::{Engine, Sess};
-use proto::discovery::{self, TargetRecord};
+use super::{convert, Engine};
 
 /// Reply bytes a control client may leave unread.
 const CLIENT_QUEUE_MAX: usize = 16 << 20;
@@ -126,11 +127,7 @@ impl Engine {
                     .registry()
                     .deregister(&mut SourceFd(&c.ib.as_fd().as_raw_fd()));
             }
-            for s in &mut self.sessions {
-                if s.waiter == Some(t) {
-                    s.waiter = None;
-                }
-            }
+            self.init.client_gone(client_id(t));
         }
     }
 
@@ -155,17 +152,23 @@ impl Engine {
         }
         match m.kind {
             kind::RELOAD => match ctl::decode_config(&m.data) {
-                Ok(cfg) => {
-                    self.reload(cfg, now);
-                    self.reply(t, kind::OK, &[]);
-                }
+                Ok(cfg) => match self.init.reload(convert::initiator_config(&cfg), now) {
+                    Ok(report) => {
+                        for n in &report.not_started {
+                            warn!("{}: not started: {}", n.name, n.reason);
+                        }
+                        self.reply(t, kind::OK, &[]);
+                    }
+                    Err(e) => self.reply_fail(t, &e.to_string()),
+                },
                 Err(e) => self.reply_fail(t, &e.to_string()),
             },
             kind::SHOW => {
                 let infos: Vec<Vec<u8>> = self
-                    .sessions
-                    .iter()
-                    .map(|s| s.info(&self.initiatorname).encode())
+                    .init
+                    .status()
+                    .into_iter()
+                    .map(|s| convert::session_info(s).encode())
                     .collect();
                 for i in infos {
                     self.reply(t, kind::SESSION, &i);
@@ -189,7 +192,7 @@ impl Engine {
                 Err(e) => self.reply_fail(t, &e.to_string()),
             },
             kind::DISCOVER => match DiscoverRequest::decode(&m.data) {
-                Ok(d) => self.discover(t, d),
+                Ok(d) => self.discover(t, d, now),
                 Err(e) => self.reply_fail(t, &e.to_string()),
             },
             k => {
@@ -200,28 +203,21 @@ impl Engine {
     }
 
     fn poll_result(&self) -> PollResult {
-        let mut p = PollResult::default();
-        for s in self.sessions.iter().filter(|s| !s.oneoff) {
-            p.sessions += 1;
-            match s.state {
-                SessionState::Disabled => p.disabled += 1,
-                SessionState::LoggedIn | SessionState::Done => p.logged_in += 1,
-                SessionState::Failed => p.failed += 1,
-                _ => p.connecting += 1,
-            }
+        let c = self.init.counts();
+        PollResult {
+            sessions: c.sessions,
+            disabled: c.disabled,
+            logged_in: c.logged_in,
+            failed: c.failed,
+            connecting: c.connecting,
         }
-        p
     }
 
     /// `iscsictl discover`: a one-off discovery session whose results go
     /// back to the client.
-    fn discover(&mut self, t: Token, d: DiscoverRequest) {
-        let name = format!("discover {}", d.addr);
-        if self.sessions.iter().any(|s| s.name == name) {
-            return self.reply_fail(t, "a discovery of this portal is already running");
-        }
+    fn discover(&mut self, t: Token, d: DiscoverRequest, now: Instant) {
         let cfg = Target {
-            name: name.clone(),
+            name: String::new(),
             line: 0,
             disabled: false,
             session_type: SessionType::Discovery,
@@ -231,66 +227,26 @@ impl Engine {
             initiatoraddr: None,
             params: d.params,
         };
-        let mut s = Sess::new(cfg, self.isid_for(None), None);
-        s.waiter = Some(t);
-        s.oneoff = true;
-        debug!("{name}: starting");
-        self.sessions.push(s);
+        if let Err(e) = self.init.discover(client_id(t), convert::target(&cfg), now) {
+            self.reply_fail(t, &e.to_string());
+        }
     }
 
-    /// SendTargets answered: report to the waiting client, or, for a
-    /// discovery entry of iscsi.conf, create the sessions it found.
-    pub(super) fn discovered(&mut self, i: usize, recs: Vec<TargetRecord>, now: Instant) {
-        if let Some(w) = self.sessions[i].waiter.take() {
-            for r in &recs {
-                let d = ctl::Discovered {
-                    targetname: r.name.clone(),
-                    addresses: r.addresses.clone(),
-                };
-                self.reply(w, kind::DISCOVERED, &d.encode());
-            }
-            self.reply(w, kind::END, &[]);
-            return;
-        }
-        // A one-off discovery whose client went away reports to nobody and
-        // never logs in anywhere.
-        if self.sessions[i].oneoff {
-            return;
-        }
-        let parent = self.sessions[i].cfg.clone();
-        for r in recs {
-            let exists = self.sessions.iter().any(|s| {
-                s.cfg.session_type == SessionType::Normal
-                    && s.cfg.targetname.as_deref() == Some(r.name.as_str())
-            });
-            if exists {
-                continue;
-            }
-            let addr = r
-                .addresses
-                .iter()
-                .find_map(|a| discovery::parse_address(a))
-                .or(parent.targetaddr);
-            let cfg = Target {
-                name: format!("{}/{}", parent.name, r.name),
-                line: parent.line,
-                disabled: false,
-                session_type: SessionType::Normal,
-                targetname: Some(r.name.clone()),
-                initiatorname: parent.initiatorname.clone(),
-                targetaddr: addr,
-                initiatoraddr: parent.initiatoraddr,
-                params: parent.params.clone(),
+    /// A one-off discovery's answer.
+    pub(super) fn discovered(&mut self, client: ClientId, recs: Vec<TargetRecord>) {
+        let t = Token(client.0 as usize);
+        for r in &recs {
+            let d = ctl::Discovered {
+                targetname: r.name.clone(),
+                addresses: r.addresses.clone(),
             };
-            let Some(vt) = self.alloc_target() else {
-                warn!("{}: no free vscsi target for {}", parent.name, r.name);
-                continue;
-            };
-            let mut s = Sess::new(cfg, self.isid_for(Some(vt)), Some(vt));
-            s.parent = Some(parent.name.clone());
-            s.retry_at = Some(now);
-            info!("{}: adding session for {}", parent.name, r.name);
-            self.sessions.push(s);
+            self.reply(t, kind::DISCOVERED, &d.encode());
         }
+        self.reply(t, kind::END, &[]);
     }
+}
+
+/// Control clients are named to the core by their poll token.
+fn client_id(t: Token) -> ClientId {
+    ClientId(t.0 as u64)
 }

@@ -1,0 +1,496 @@
+//! A session's life across connections: what each event of the sans-IO
+//! `Session` means for it, losing and replacing connections, holding and
+//! reissuing commands, logging out, and the timers between connections.
+
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+
+use super::cause::CloseCause;
+use super::sess::{Conn, Ending};
+use super::{Action, Initiator, SessionId, State};
+use crate::discovery;
+use crate::login::LoginError;
+use crate::scsi::Outcome;
+use crate::session::{Event, Phase, SessionError};
+use crate::task::{Completion, ScsiTask};
+
+/// How a connection was lost.
+#[derive(Debug)]
+pub(super) enum Loss {
+    Socket(CloseCause),
+}
+
+impl Initiator {
+    /// Acts on everything the session's connection has to say, then asks
+    /// for its bytes to be sent.
+    pub(super) fn process(&mut self, sid: SessionId, now: Instant) {
+        loop {
+            let ev = match self.sessions.get_mut(&sid).and_then(|s| s.conn.as_mut()) {
+                Some(c) => c.session.poll_event(),
+                None => None,
+            };
+            let Some(ev) = ev else { break };
+            self.event(sid, ev, now);
+        }
+        if let Some(c) = self.sessions.get_mut(&sid).and_then(|s| s.conn.as_mut()) {
+            if !c.send_queued && !c.session.tx_data().is_empty() {
+                c.send_queued = true;
+                self.actions.push_back(Action::Send(c.id));
+            }
+        }
+    }
+
+    fn event(&mut self, sid: SessionId, ev: Event, now: Instant) {
+        match ev {
+            Event::LoggedIn => self.logged_in(sid, now),
+            Event::Complete(c) => {
+                if c.status != Outcome::Good {
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.stats.errors += 1;
+                    }
+                }
+                self.complete(c);
+            }
+            Event::Rescan => {
+                if let Some(t) = self.sessions.get(&sid).and_then(|s| s.vscsi_target) {
+                    self.actions.push_back(Action::Probe {
+                        target: t,
+                        lun: None,
+                    });
+                }
+            }
+            Event::Discovered(recs) => {
+                if let Some(c) = self.sessions.get_mut(&sid).and_then(|s| s.conn.as_mut()) {
+                    c.session.logout(now);
+                }
+                self.discovered(sid, recs, now);
+            }
+            Event::TargetLogout { time2wait } => {
+                self.close_conn(sid);
+                let Some(s) = self.sessions.get_mut(&sid) else {
+                    return;
+                };
+                if s.ending.is_some() {
+                    return self.after_logout(sid, now);
+                }
+                s.state = State::Failed;
+                s.retry_at = Some(now + Duration::from_secs(u64::from(time2wait)));
+                s.last_error = Some("target requested logout".into());
+            }
+            Event::LoggedOut => {
+                if let Some(s) = self.sessions.get(&sid) {
+                    info!("{}: logged out", s.name());
+                }
+                self.close_conn(sid);
+                self.after_logout(sid, now);
+            }
+            Event::Redirect { addr, permanent } => self.redirected(sid, &addr, permanent, now),
+            Event::Failed(e) => self.failed(sid, e, now),
+        }
+    }
+
+    fn logged_in(&mut self, sid: SessionId, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let Some(c) = s.conn.as_mut() else { return };
+        s.state = State::LoggedIn;
+        s.stats.logins += 1;
+        s.backoff = super::sess::BACKOFF_MIN;
+        s.last_error = None;
+        s.params = Some(c.session.params().clone());
+        s.tsih = c.session.tsih();
+        info!(
+            "{}: logged in to {} at {}",
+            s.cfg.name,
+            s.cfg.targetname.as_deref().unwrap_or("discovery"),
+            c.addr
+        );
+        // Bytes after the final Login Response may already have closed the
+        // session again; then the commands stay held.
+        if c.session.phase() == Phase::FullFeature {
+            s.held_deadline = None;
+            for t in s.held.drain(..) {
+                c.session.submit(t, now);
+            }
+        }
+        if let Some(e) = s.ending {
+            // Removed or changed while logging in.
+            debug!("{}: logging out at once ({e:?})", s.cfg.name);
+            c.session.logout(now);
+        } else if let Some(t) = s.vscsi_target {
+            self.actions.push_back(Action::Probe {
+                target: t,
+                lun: None,
+            });
+        }
+    }
+
+    fn redirected(&mut self, sid: SessionId, addr: &str, permanent: bool, now: Instant) {
+        self.close_conn(sid);
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        info!(
+            "{}: redirected to {addr}{}",
+            s.name(),
+            if permanent { " (permanent)" } else { "" }
+        );
+        match discovery::parse_address(addr) {
+            Some(a) => {
+                if permanent {
+                    s.moved_to = Some(a);
+                    s.redirect = None;
+                } else {
+                    s.redirect = Some(a);
+                }
+                s.state = State::Idle;
+                s.retry_at = Some(now);
+            }
+            None => {
+                let msg = format!("redirected to {addr}, not a numeric address");
+                warn!("{}: {msg}", s.name());
+                self.fail_session(sid, msg, true, now);
+            }
+        }
+    }
+
+    fn failed(&mut self, sid: SessionId, e: SessionError, now: Instant) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let permanent = matches!(&e, SessionError::Login(l) if l.is_permanent());
+        let auth = matches!(
+            &e,
+            SessionError::Login(
+                LoginError::AuthFailed | LoginError::InitiatorError(_) | LoginError::Chap(_)
+            )
+        );
+        let msg = e.to_string();
+        warn!("{}: {msg}", s.name());
+        self.take_back(sid, now);
+        self.close_conn(sid);
+        if auth && self.chap_fallback(sid, now) {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.last_error = Some(msg);
+            }
+            return;
+        }
+        self.fail_session(sid, msg, permanent, now);
+    }
+
+    /// A CHAP login that failed while SHA-256 was on offer is tried again
+    /// at once with MD5 alone; true if that is what happens now.
+    fn chap_fallback(&mut self, sid: SessionId, now: Instant) -> bool {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return false;
+        };
+        let any = s
+            .cfg
+            .chap
+            .as_ref()
+            .is_some_and(|c| c.algs == super::ChapAlgs::Any);
+        if !any || s.chap_md5_only || s.ending.is_some() || s.state != State::LoggingIn {
+            return false;
+        }
+        info!(
+            "{}: CHAP login failed with SHA-256 offered, retrying with MD5 only",
+            s.name()
+        );
+        s.chap_md5_only = true;
+        s.state = State::Failed;
+        s.retry_at = Some(now);
+        true
+    }
+
+    /// The connection is gone: what it was doing decides what comes next.
+    pub(super) fn conn_lost(&mut self, sid: SessionId, loss: Loss, now: Instant) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let Some(c) = s.conn.as_ref() else { return };
+        let Loss::Socket(cause) = loss;
+        let why = match s.state {
+            State::Connecting => format!("connect to {}: {cause}", c.addr),
+            // Some targets (tgt) just hang up on a wrong CHAP secret.
+            State::LoggingIn if s.cfg.chap.is_some() && cause.is_hangup() => {
+                format!("{cause} during login (authentication refused? check chap name and secret)")
+            }
+            State::LoggingIn => format!("{cause} during login"),
+            _ => format!("connection lost: {cause}"),
+        };
+        warn!("{}: {why}", s.name());
+        // What the session produced before the loss (completions) counts.
+        self.drain_events_only(sid);
+        // tgt hangs up on a CHAP_A it does not know: try MD5 alone.
+        let retry_md5 = cause.is_hangup() && self.chap_fallback(sid, now);
+        self.take_back(sid, now);
+        self.close_conn(sid);
+        if retry_md5 {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.last_error = Some(why);
+            }
+            return;
+        }
+        self.fail_session(sid, why, false, now);
+    }
+
+    /// Completions the session produced before it closed reach the kernel;
+    /// other events die with the connection.
+    fn drain_events_only(&mut self, sid: SessionId) {
+        loop {
+            let ev = match self.sessions.get_mut(&sid).and_then(|s| s.conn.as_mut()) {
+                Some(c) => c.session.poll_event(),
+                None => None,
+            };
+            match ev {
+                Some(Event::Complete(c)) => self.complete(c),
+                Some(other) => debug!("dropped event {other:?} with the connection"),
+                None => break,
+            }
+        }
+    }
+
+    /// Commands of a dead connection wait for the next one, up to the
+    /// reissue limit: a target that takes the login but never answers a
+    /// command must not keep it for ever.
+    fn take_back(&mut self, sid: SessionId, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let Some(c) = s.conn.as_mut() else { return };
+        let tasks = c.session.take_tasks();
+        let limit = s.cfg.timers.reissue_limit;
+        let mut keep = Vec::new();
+        let mut give_up = Vec::new();
+        let mut counts = std::collections::BTreeMap::new();
+        for t in tasks {
+            let n = s
+                .reissued
+                .get(&t.tag)
+                .copied()
+                .unwrap_or(0)
+                .saturating_add(1);
+            if n > limit {
+                give_up.push(t);
+            } else {
+                counts.insert(t.tag, n);
+                keep.push(t);
+            }
+        }
+        // Counts of commands that completed meanwhile go.
+        s.reissued = counts;
+        if !give_up.is_empty() {
+            warn!(
+                "{}: {} commands failed on {} connections, giving up on them",
+                s.name(),
+                give_up.len(),
+                limit
+            );
+        }
+        let held: Vec<ScsiTask> = s.held.drain(..).collect();
+        for t in keep.into_iter().chain(held) {
+            s.hold(t, now);
+        }
+        for t in give_up {
+            self.complete(Completion::status_only(t.tag, t.dir, Outcome::Retry));
+        }
+    }
+
+    pub(super) fn close_conn(&mut self, sid: SessionId) {
+        // Completions still in the session's queue (commands refused after
+        // it closed) must reach the kernel.
+        self.drain_events_only(sid);
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        // A temporary redirect is good for one login (RFC 7143 11.13.5).
+        s.redirect = None;
+        if let Some(Conn { id, .. }) = s.conn.take() {
+            self.actions.push_back(Action::Close(id));
+        }
+    }
+
+    pub(super) fn fail_session(
+        &mut self,
+        sid: SessionId,
+        msg: String,
+        permanent: bool,
+        now: Instant,
+    ) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        s.last_error = Some(msg.clone());
+        if s.ending.is_some() {
+            return self.after_logout(sid, now);
+        }
+        if s.oneoff {
+            // A one-off discovery: report and forget it.
+            if let Some(client) = s.waiter.take() {
+                self.actions
+                    .push_back(Action::DiscoverFailed { client, error: msg });
+            }
+            return self.remove_session(sid);
+        }
+        let Some(r) = self.random::<2>() else { return };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        s.state = State::Failed;
+        s.schedule_retry(now, permanent, u16::from_be_bytes(r));
+    }
+
+    /// The connection is gone after a logout (or failed while ending).
+    pub(super) fn after_logout(&mut self, sid: SessionId, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        match s.ending {
+            Some(Ending::Remove) | Some(Ending::Shutdown) | None => {
+                // Commands never sent go back for the kernel to retry.
+                s.held_deadline = None;
+                let held: Vec<ScsiTask> = s.held.drain(..).collect();
+                for t in held {
+                    self.complete(Completion::status_only(t.tag, t.dir, Outcome::Retry));
+                }
+            }
+            // Held across the new login, within the replacement timeout.
+            Some(Ending::Restart) => {}
+        }
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        match s.ending {
+            Some(Ending::Remove) => self.remove_session(sid),
+            Some(Ending::Restart) => {
+                s.ending = None;
+                s.state = State::Idle;
+                s.retry_at = Some(now);
+            }
+            Some(Ending::Shutdown) => s.state = State::Idle,
+            None if s.discovery() => {
+                s.state = State::Done;
+                if s.oneoff {
+                    self.remove_session(sid);
+                }
+            }
+            None => {
+                let Some(r) = self.random::<2>() else { return };
+                let Some(s) = self.sessions.get_mut(&sid) else {
+                    return;
+                };
+                s.state = State::Failed;
+                s.schedule_retry(now, false, u16::from_be_bytes(r));
+            }
+        }
+    }
+
+    /// Logs a session out for good, for a restart, or for shutdown.
+    pub(super) fn end_session(&mut self, sid: SessionId, why: Ending, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        s.ending = Some(why);
+        match s.conn.as_mut() {
+            Some(c) => {
+                s.state = State::LoggingOut;
+                if why == Ending::Restart {
+                    // Everything not finished comes along to the new login
+                    // rather than back to the kernel; the logout ends the
+                    // old tasks on the target.
+                    let tasks = c.session.take_tasks();
+                    c.session.logout(now);
+                    let held: Vec<ScsiTask> = s.held.drain(..).collect();
+                    for t in tasks.into_iter().chain(held) {
+                        s.hold(t, now);
+                    }
+                } else {
+                    c.session.logout(now);
+                }
+                self.process(sid, now);
+            }
+            None => self.after_logout(sid, now),
+        }
+    }
+
+    pub(super) fn remove_session(&mut self, sid: SessionId) {
+        self.close_conn(sid);
+        let Some(s) = self.sessions.remove(&sid) else {
+            return;
+        };
+        if let Some(t) = s.vscsi_target {
+            self.actions.push_back(Action::Detach {
+                target: t,
+                lun: None,
+            });
+            if let Some(slot) = self.targets.get_mut(t as usize) {
+                *slot = None;
+            }
+        }
+        debug!("{}: removed", s.name());
+    }
+
+    pub(super) fn session_timers(&mut self, sid: SessionId, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if s.held_deadline.is_some_and(|d| now >= d) {
+            warn!(
+                "{}: session not back in time, failing {} commands",
+                s.name(),
+                s.held.len()
+            );
+            s.held_deadline = None;
+            let held: Vec<ScsiTask> = s.held.drain(..).collect();
+            for t in held {
+                self.complete(Completion::status_only(t.tag, t.dir, Outcome::Retry));
+            }
+        }
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if let Some(c) = s.conn.as_mut() {
+            if c.session.next_timeout().is_some_and(|t| now >= t) {
+                c.session.tick(now);
+                self.process(sid, now);
+            }
+            return;
+        }
+        if !s.wants_connection(self.stopping) || s.retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        self.connect(sid, now);
+    }
+
+    fn connect(&mut self, sid: SessionId, now: Instant) {
+        let Some(random) = self.random::<43>() else {
+            return;
+        };
+        let initiatorname = self.initiatorname.clone();
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let Some(addr) = s.portal() else {
+            let msg = "no targetaddr".to_owned();
+            return self.fail_session(sid, msg, true, now);
+        };
+        let session = s.session(&initiatorname, now, random);
+        let id = s.next_conn_id();
+        s.conn = Some(Conn {
+            id,
+            session,
+            addr,
+            send_queued: false,
+        });
+        s.state = State::Connecting;
+        s.retry_at = None;
+        debug!("{}: connecting to {addr}", s.name());
+        self.actions.push_back(Action::Connect {
+            conn: id,
+            addr,
+            local: s.cfg.local,
+        });
+    }
+}

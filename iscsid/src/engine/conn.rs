@@ -1,0 +1,186 @@
+//! The TCP connections to targets: connect, read into the core's buffer,
+//! write what it has queued, and report how each ended.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Instant;
+
+use log::warn;
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
+use proto::initiator::{CloseCause, ConnId};
+
+use super::Engine;
+
+/// Bytes asked of the core per read: large reads, few syscalls.
+const RX_CHUNK: usize = 256 * 1024;
+
+pub struct Socket {
+    pub stream: TcpStream,
+    pub conn: ConnId,
+    /// connect(2) has finished.
+    pub connected: bool,
+}
+
+fn cause(e: &io::Error) -> CloseCause {
+    CloseCause::from_kind(e.kind())
+}
+
+impl Engine {
+    pub(super) fn connect(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        local: Option<IpAddr>,
+        now: Instant,
+    ) {
+        let mut stream = match tcp_connect(addr, local) {
+            Ok(s) => s,
+            Err(e) => return self.init.closed(conn, cause(&e), now),
+        };
+        let token = self.token();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("register: {e}");
+            return self.init.closed(conn, cause(&e), now);
+        }
+        self.sockets.insert(
+            token,
+            Socket {
+                stream,
+                conn,
+                connected: false,
+            },
+        );
+        self.conn_tokens.insert(conn, token);
+    }
+
+    /// The core is done with the connection.
+    pub(super) fn drop_conn(&mut self, conn: ConnId) {
+        if let Some(t) = self.conn_tokens.remove(&conn) {
+            if let Some(mut s) = self.sockets.remove(&t) {
+                let _ = self.poll.registry().deregister(&mut s.stream);
+            }
+        }
+    }
+
+    /// The socket failed or hit EOF: forget it and tell the core.
+    fn lost(&mut self, conn: ConnId, why: CloseCause, now: Instant) {
+        self.drop_conn(conn);
+        self.init.closed(conn, why, now);
+    }
+
+    /// Readiness on a target connection.
+    pub(super) fn socket_event(&mut self, token: Token, now: Instant) {
+        let Some(s) = self.sockets.get_mut(&token) else {
+            return;
+        };
+        let conn = s.conn;
+        if !s.connected {
+            match s.stream.take_error() {
+                Ok(Some(e)) | Err(e) => return self.lost(conn, cause(&e), now),
+                Ok(None) => {}
+            }
+            match s.stream.peer_addr() {
+                Ok(_) => {
+                    s.connected = true;
+                    let _ = s.stream.set_nodelay(true);
+                    self.init.connected(conn, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => return self.lost(conn, cause(&e), now),
+            }
+        }
+        // Read until the socket is drained; the core refuses room while too
+        // much waits to be sent, and the writable event brings us back.
+        loop {
+            let mut drained = false;
+            loop {
+                let Some(s) = self.sockets.get_mut(&token) else {
+                    return;
+                };
+                let Some(buf) = self.init.rx_space(conn, RX_CHUNK) else {
+                    break;
+                };
+                match s.stream.read(buf) {
+                    Ok(0) => return self.lost(conn, CloseCause::Eof, now),
+                    Ok(n) => self.init.rx_filled(conn, n, now),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        drained = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return self.lost(conn, cause(&e), now),
+                }
+            }
+            if !self.flush_conn(conn, now) || drained || self.init.rx_space(conn, 0).is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Writes what the core has queued; false if the connection is gone.
+    pub(super) fn flush_conn(&mut self, conn: ConnId, now: Instant) -> bool {
+        let Some(s) = self
+            .conn_tokens
+            .get(&conn)
+            .and_then(|t| self.sockets.get_mut(t))
+        else {
+            return false;
+        };
+        if !s.connected {
+            return true;
+        }
+        loop {
+            let data = self.init.tx_data(conn);
+            if data.is_empty() {
+                return true;
+            }
+            match s.stream.write(data) {
+                Ok(0) => {
+                    self.lost(conn, CloseCause::Other(io::ErrorKind::WriteZero), now);
+                    return false;
+                }
+                Ok(n) => self.init.tx_advance(conn, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.lost(conn, cause(&e), now);
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// A non-blocking connect, bound to `local` first if configured.
+fn tcp_connect(addr: SocketAddr, local: Option<IpAddr>) -> io::Result<TcpStream> {
+    let Some(local) = local else {
+        return TcpStream::connect(addr);
+    };
+    let fam = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd: OwnedFd = socket::socket(
+        fam,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    socket::bind(
+        fd.as_raw_fd(),
+        &SockaddrStorage::from(SocketAddr::new(local, 0)),
+    )?;
+    match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
+        Ok(()) | Err(nix::Error::EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(TcpStream::from_std(std::net::TcpStream::from(fd)))
+}
