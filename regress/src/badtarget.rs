@@ -49,6 +49,15 @@ pub enum Fault {
     /// The next READ or WRITE gets no answer, and nothing else is read
     /// from the connection, for this long.
     Stall(Duration),
+    /// The next READ is swallowed: never answered, while the connection
+    /// goes on answering pings (a target whose disk hangs).
+    SwallowRead,
+    /// The next task management request with this function gets no
+    /// answer at all.
+    IgnoreTmf { function: u8 },
+    /// The next task management request with this function is answered
+    /// with this response code.
+    AnswerTmf { function: u8, response: u8 },
 }
 
 impl Fault {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use iscsid::proto::framing::Framer;
 use iscsid::proto::lun;
+use iscsid::proto::pdu::tmf_rsp;
 use iscsid::proto::pdu::{
     AsyncMsg, DataIn, DataOut, Digests, LoginReq, LoginRsp, LogoutRsp, NopIn, NopOut, Pdu, R2t,
     ScsiCommand, ScsiResponse, TaskMgmtRsp, TextReq, TextRsp, BHS_LEN, RESERVED_TAG,
@@ -169,12 +170,29 @@ impl Conn {
                 if !m.immediate {
                     self.expcmdsn = m.cmdsn.wrapping_add(1);
                 }
-                self.writes.remove(&m.rtt);
                 self.sh
                     .note(format!("TMF function {} for itt {:#x}", m.function, m.rtt));
+                let f = m.function;
+                if self
+                    .sh
+                    .take(|x| *x == Fault::IgnoreTmf { function: f })
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                let answer = self
+                    .sh
+                    .take(|x| matches!(x, Fault::AnswerTmf { function, .. } if *function == f));
+                let response = match answer {
+                    Some(Fault::AnswerTmf { response, .. }) => response,
+                    _ => tmf_rsp::COMPLETE,
+                };
+                if response == tmf_rsp::COMPLETE {
+                    self.writes.remove(&m.rtt);
+                }
                 let (statsn, expcmdsn, maxcmdsn) = self.sns(true);
                 self.send(&Pdu::TaskMgmtRsp(TaskMgmtRsp {
-                    response: 0,
+                    response,
                     itt: m.itt,
                     statsn,
                     expcmdsn,
@@ -460,6 +478,10 @@ impl Conn {
             if let Some(Fault::Stall(d)) = self.sh.take(|f| matches!(f, Fault::Stall(_))) {
                 self.stall(d);
             }
+        }
+        if is_read && self.sh.take(|f| *f == Fault::SwallowRead).is_some() {
+            self.sh.note(format!("swallowed READ itt {:#x}", c.itt));
+            return Ok(());
         }
         if is_read && self.sh.take(|f| *f == Fault::DropOnRead).is_some() {
             return self.drop_now("dropped on READ");

@@ -169,6 +169,9 @@ impl Initiator {
         );
         let msg = e.to_string();
         warn!("{}: {msg}", s.name());
+        if e == SessionError::LoginTimeout && s.state == State::LoggingIn {
+            self.new_isid_generation(sid);
+        }
         self.take_back(sid, now);
         self.close_conn(sid);
         if auth && self.chap_fallback(sid, now) {
@@ -178,6 +181,21 @@ impl Initiator {
             return;
         }
         self.fail_session(sid, msg, permanent, now);
+    }
+
+    /// The target may still act on a login we gave up on; the next one
+    /// must not share its ISID, or the late one would reinstate the session
+    /// over it (RFC 7143 section 6.3.5).
+    fn new_isid_generation(&mut self, sid: SessionId) {
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.isid_generation = s.isid_generation.wrapping_add(1);
+            let q = s.current_isid();
+            info!(
+                "{}: next login with ISID qualifier 0x{:04x}",
+                s.name(),
+                u16::from_be_bytes([q[4], q[5]])
+            );
+        }
     }
 
     /// A CHAP login that failed while SHA-256 was on offer is tried again

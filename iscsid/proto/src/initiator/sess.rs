@@ -83,6 +83,10 @@ pub struct Sess {
     pub stats: Stats,
     pub last_error: Option<String>,
     pub isid: [u8; 6],
+    /// Bumped after a login that timed out once connected: the target may
+    /// still answer that login, and with the same ISID it would reinstate
+    /// the session over the next one. Changes the ISID's qualifier.
+    pub isid_generation: u16,
     /// Offer only CHAP_A=5: set after a login failed with SHA-256 on offer
     /// (tgt takes CHAP_A=7 for SHA-1), until the configuration changes.
     pub chap_md5_only: bool,
@@ -120,6 +124,7 @@ impl Sess {
             stats: Stats::default(),
             last_error: None,
             isid,
+            isid_generation: 0,
             chap_md5_only: false,
             reissued: BTreeMap::new(),
         }
@@ -196,7 +201,7 @@ impl Sess {
         let t = self.cfg.timers;
         let cfg = SessionConfig {
             login: LoginConfig {
-                isid: self.isid,
+                isid: self.current_isid(),
                 tsih: 0,
                 cid: u16::from_be_bytes([r[0], r[1]]),
                 itt: u32::from_be_bytes([r[2], r[3], r[4], r[5]]) & ITT_RANDOM_MASK,
@@ -230,6 +235,15 @@ impl Sess {
         Session::new(cfg, now, chap_random)
     }
 
+    /// The ISID the next login uses.
+    pub fn current_isid(&self) -> [u8; 6] {
+        let mut isid = self.isid;
+        let q = u16::from_be_bytes([isid[4], isid[5]])
+            .wrapping_add(self.isid_generation.wrapping_mul(ISID_GENERATION_STEP));
+        isid[4..].copy_from_slice(&q.to_be_bytes());
+        isid
+    }
+
     pub fn next_conn_id(&mut self) -> ConnId {
         self.conn_seq = self.conn_seq.wrapping_add(1);
         ConnId {
@@ -238,6 +252,11 @@ impl Sess {
         }
     }
 }
+
+/// Qualifier step between ISID generations: past the 256 vscsi targets
+/// and the discovery sessions' range, so that no generation of one session
+/// meets another session's ISID.
+pub const ISID_GENERATION_STEP: u16 = 0x200;
 
 /// The top ITT bit stays clear so that an ITT never reads as the reserved
 /// tag 0xffffffff however far it counts.

@@ -83,7 +83,7 @@ impl Initiator {
                         .initiatorname
                         .clone()
                         .unwrap_or_else(|| self.initiatorname.clone()),
-                    isid: s.isid,
+                    isid: s.current_isid(),
                     tsih: s.tsih,
                     vscsi_target: s.vscsi_target,
                     params: s.params.clone().filter(|_| s.state == State::LoggedIn),
