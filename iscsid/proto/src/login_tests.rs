@@ -497,7 +497,7 @@ fn redirects() {
 fn status_classes() {
     let cases = [
         (2, 0x00, LoginError::InitiatorError(0), true),
-        (2, 0x01, LoginError::AuthFailed, true),
+        (2, 0x01, LoginError::AuthRequired, true),
         (2, 0x02, LoginError::Forbidden, true),
         (2, 0x03, LoginError::NotFound, true),
         (2, 0x04, LoginError::Removed, true),
@@ -527,6 +527,49 @@ fn status_classes() {
     // The message names the fix for the common cases.
     assert!(LoginError::AuthFailed.to_string().contains("chap"));
     assert!(LoginError::NotFound.to_string().contains("targetname"));
+}
+
+#[test]
+fn auth_failure_message_depends_on_chap_being_configured() {
+    // With CHAP configured, 0x0201 means our name or secret was wrong.
+    let mut l = Login::new(config(Some(chap_cfg(false))), random());
+    let r1 = l.start();
+    let e = err(l.on_response(failure(&r1, 2, 1, Vec::new())));
+    assert_eq!(e, LoginError::AuthFailed);
+    assert_eq!(
+        e.to_string(),
+        "authentication failed (check chap name and secret)"
+    );
+    // Without, there is no name or secret to check.
+    let mut l = Login::new(config(None), random());
+    let r1 = l.start();
+    let e = err(l.on_response(failure(&r1, 2, 1, Vec::new())));
+    assert_eq!(e, LoginError::AuthRequired);
+    assert!(e.is_permanent());
+    let msg = e.to_string();
+    assert_eq!(
+        msg,
+        "target requires authentication and no chap is configured"
+    );
+    assert!(!msg.contains("secret"), "{msg}");
+}
+
+#[test]
+fn chap_errors_say_chap_once() {
+    let cases = [
+        (
+            ChapError::TargetAuthFailed,
+            "CHAP: target failed mutual authentication",
+        ),
+        (ChapError::MissingKey("CHAP_R"), "CHAP: CHAP_R missing"),
+        (ChapError::NoCommonAlgorithm, "CHAP: no common algorithm"),
+        (ChapError::Malformed("CHAP_C"), "CHAP: malformed CHAP_C"),
+    ];
+    for (e, want) in cases {
+        let msg = LoginError::Chap(e).to_string();
+        assert_eq!(msg, want);
+        assert_eq!(msg.matches("CHAP:").count(), 1, "{msg}");
+    }
 }
 
 #[test]
