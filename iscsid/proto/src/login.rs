@@ -89,6 +89,14 @@ pub enum LoginError {
     Text(TextError),
     /// We require a CRC32C digest and the target would not do it.
     DigestRefused(&'static str),
+    /// The target answered Reject to our digest offer (None, or
+    /// CRC32C,None): it insists on CRC32C. Taking that as None would log
+    /// in, then have the target drop the connection, forever. Not
+    /// permanent: the owner may log in again offering CRC32C,None.
+    DigestRejected {
+        header: bool,
+        data: bool,
+    },
     /// Something the RFC forbids: wrong stage, version, ITT, ISID, transit.
     Protocol(&'static str),
 }
@@ -104,6 +112,7 @@ impl LoginError {
                 | LoginError::TargetErrorDetail(_)
                 | LoginError::TooManyConnections
                 | LoginError::SessionDoesNotExist
+                | LoginError::DigestRejected { .. }
         )
     }
 
@@ -180,6 +189,21 @@ impl fmt::Display for LoginError {
                 f,
                 "target refuses {k}=CRC32C, which the configuration requires"
             ),
+            LoginError::DigestRejected { header, data } => {
+                // The iscsi.conf keywords (common/src/config/params.rs).
+                let (keys, settings) = match (header, data) {
+                    (true, true) => (
+                        "HeaderDigest and DataDigest",
+                        "headerdigest crc32c and datadigest crc32c",
+                    ),
+                    (true, false) => ("HeaderDigest", "headerdigest crc32c"),
+                    _ => ("DataDigest", "datadigest crc32c"),
+                };
+                write!(
+                    f,
+                    "target rejects our {keys} offer and requires CRC32C (set {settings} or any)"
+                )
+            }
             LoginError::Protocol(m) => write!(f, "login protocol error: {m}"),
         }
     }
@@ -540,6 +564,7 @@ impl Login {
         rsp: &LoginRsp,
     ) -> Result<Step, LoginError> {
         let replies = self.neg()?.respond(keys)?;
+        self.check_digests()?;
         if rsp.transit && rsp.nsg == FULL_FEATURE {
             if !replies.is_empty() {
                 return Err(LoginError::Protocol(
@@ -550,6 +575,23 @@ impl Login {
         }
         self.queue_text(&replies, (true, FULL_FEATURE));
         Ok(Step::Send(self.next_request()))
+    }
+
+    /// A digest offer answered Reject leaves the digest at None, which the
+    /// target has just refused: going on would only end in a reset.
+    fn check_digests(&mut self) -> Result<(), LoginError> {
+        let (header, data) = self.neg()?.digests_rejected();
+        let prefs = &self.cfg.prefs;
+        if header && prefs.header_digest == DigestPref::Crc32c {
+            return Err(LoginError::DigestRefused("HeaderDigest"));
+        }
+        if data && prefs.data_digest == DigestPref::Crc32c {
+            return Err(LoginError::DigestRefused("DataDigest"));
+        }
+        if header || data {
+            return Err(LoginError::DigestRejected { header, data });
+        }
+        Ok(())
     }
 
     fn finish(&mut self, rsp: &LoginRsp) -> Result<Step, LoginError> {

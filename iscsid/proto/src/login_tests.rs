@@ -856,3 +856,72 @@ fn login_pdus_survive_the_wire() {
     f.push(&wire);
     assert_eq!(f.next(), Ok(Some(Pdu::LoginReq(r1))));
 }
+
+/// The operational stage answered with `over`, for a login with `prefs`'
+/// digests.
+fn digest_login(header: DigestPref, data: DigestPref, over: &[(&str, &str)]) -> LoginError {
+    let mut cfg = config(None);
+    cfg.prefs.header_digest = header;
+    cfg.prefs.data_digest = data;
+    let mut l = Login::new(cfg, random());
+    let r1 = l.start();
+    let r2 = send(l.on_response(answer(
+        &r1,
+        1,
+        true,
+        OPERATIONAL,
+        kv(&[("AuthMethod", "None")]),
+    )));
+    let data = text::encode(
+        op_answer(&keys(&r2.data), over)
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    err(l.on_response(answer(&r2, 2, true, FULL_FEATURE, data)))
+}
+
+#[test]
+fn digest_offer_rejected_fails_the_login() {
+    use DigestPref::{Any, Crc32c, None as Off};
+    // istgt with UseDigest "Header Data": both None offers rejected.
+    let e = digest_login(
+        Off,
+        Off,
+        &[("HeaderDigest", "Reject"), ("DataDigest", "Reject")],
+    );
+    assert_eq!(
+        e,
+        LoginError::DigestRejected {
+            header: true,
+            data: true
+        }
+    );
+    assert!(!e.is_permanent(), "a retry offering CRC32C,None may work");
+    assert_eq!(
+        e.to_string(),
+        "target rejects our HeaderDigest and DataDigest offer and requires CRC32C \
+         (set headerdigest crc32c and datadigest crc32c or any)"
+    );
+    let e = digest_login(Off, Off, &[("HeaderDigest", "Reject")]);
+    assert_eq!(
+        e,
+        LoginError::DigestRejected {
+            header: true,
+            data: false
+        }
+    );
+    assert!(e.to_string().contains("set headerdigest crc32c"), "{e}");
+    assert!(!e.to_string().contains("datadigest"), "{e}");
+    let e = digest_login(Any, Off, &[("DataDigest", "Reject")]);
+    assert_eq!(
+        e,
+        LoginError::DigestRejected {
+            header: false,
+            data: true
+        }
+    );
+    assert!(e.to_string().contains("set datadigest crc32c"), "{e}");
+    // A required CRC32C answered Reject is the refusal it always was.
+    let e = digest_login(Crc32c, Off, &[("HeaderDigest", "Reject")]);
+    assert_eq!(e, LoginError::DigestRefused("HeaderDigest"));
+}
