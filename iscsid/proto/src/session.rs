@@ -196,6 +196,9 @@ struct TextOp {
     buf: TextBuf,
     deadline: Instant,
     discovery: bool,
+    /// The next Text Request, waiting for the CmdSN window: its TTT
+    /// (RESERVED_TAG for the first) and data chunks.
+    held: Option<(u32, Vec<Vec<u8>>)>,
 }
 
 pub struct Session {
@@ -412,6 +415,7 @@ impl Session {
         if self.phase != Phase::FullFeature {
             return;
         }
+        self.send_text();
         // Commands waiting on a window the target keeps shut must not wait
         // forever: note since when, and tick() gives up on the connection.
         if self.queue.is_empty() || self.window_open() {
@@ -729,15 +733,41 @@ impl Session {
         }
         let itt = self.alloc_itt();
         let data = text::encode(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let cmdsn = self.cmdsn;
-        // Non-immediate, so CmdSN advances the same way on every target.
-        self.cmdsn = self.cmdsn.wrapping_add(1);
         let mut chunks: Vec<Vec<u8>> = text::chunks(&data, self.params.max_xmit_dsl as usize)
             .map(<[u8]>::to_vec)
             .collect();
         if chunks.is_empty() {
             chunks.push(Vec::new());
         }
+        self.text = Some(TextOp {
+            itt,
+            buf: TextBuf::default(),
+            deadline: now + self.cfg.timeouts.text,
+            discovery,
+            held: Some((RESERVED_TAG, chunks)),
+        });
+        self.send_text();
+    }
+
+    /// Sends the held Text Request if the CmdSN window has room for it.
+    /// Each one is non-immediate, so CmdSN advances the same way on every
+    /// target, and takes a CmdSN of its own (RFC 7143 4.2.2.1): it must
+    /// wait for the window like any command (a SendTargets reply in many
+    /// pieces would otherwise walk past MaxCmdSN). The text timer covers a
+    /// window that never opens.
+    fn send_text(&mut self) {
+        if !self.window_open() {
+            return;
+        }
+        let Some((itt, (ttt, chunks))) = self
+            .text
+            .as_mut()
+            .and_then(|op| Some((op.itt, op.held.take()?)))
+        else {
+            return;
+        };
+        let cmdsn = self.cmdsn;
+        self.cmdsn = self.cmdsn.wrapping_add(1);
         // Our text (SendTargets=All, MaxRecvDataSegmentLength) always fits
         // one PDU; the C bit covers the theoretical rest.
         let n = chunks.len();
@@ -749,18 +779,12 @@ impl Session {
                 cont: !last,
                 lun: 0,
                 itt,
-                ttt: RESERVED_TAG,
+                ttt,
                 cmdsn,
                 expstatsn: self.expstatsn,
                 data: c,
             }));
         }
-        self.text = Some(TextOp {
-            itt,
-            buf: TextBuf::default(),
-            deadline: now + self.cfg.timeouts.text,
-            discovery,
-        });
     }
 
     /// Discovery sessions: ask for every target.
@@ -785,24 +809,11 @@ impl Session {
             return self.fail(SessionError::Text(e));
         }
         if r.cont || !r.final_ {
-            // More to come: an empty request with the target's TTT asks for it.
+            // More to come: an empty request with the target's TTT, for
+            // the same ITT, asks for it.
             op.deadline = now + self.cfg.timeouts.text;
-            // Non-immediate, so it takes a CmdSN of its own; reusing one
-            // would give the next command a CmdSN the target already saw.
-            let cmdsn = self.cmdsn;
-            self.cmdsn = self.cmdsn.wrapping_add(1);
-            let req = Pdu::TextReq(TextReq {
-                immediate: false,
-                final_: true,
-                cont: false,
-                lun: 0,
-                itt: r.itt,
-                ttt: r.ttt,
-                cmdsn,
-                expstatsn: self.expstatsn,
-                data: Vec::new(),
-            });
-            return self.send(&req);
+            op.held = Some((r.ttt, vec![Vec::new()]));
+            return self.send_text();
         }
         let Some(mut op) = self.text.take() else {
             return;

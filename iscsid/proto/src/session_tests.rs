@@ -1382,6 +1382,69 @@ fn send_targets_in_several_pdus() {
 }
 
 #[test]
+fn send_targets_continuations_stay_inside_the_window() {
+    // A window of one command from the login on.
+    let mut t = Tgt::new(discovery_cfg());
+    t.window = 1;
+    t.login(&[]);
+    let req = match t.sent().as_slice() {
+        [Pdu::TextReq(r)] => r.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(req.cmdsn, CMDSN);
+    let all = kv(&[
+        ("TargetName", "iqn.2026-11.org.example:one"),
+        ("TargetAddress", "192.0.2.1:3260,1"),
+        ("TargetName", "iqn.2026-11.org.example:two"),
+        ("TargetAddress", "192.0.2.2:3260,1"),
+    ]);
+    let cuts = [0, 20, 50, 80, all.len()];
+    // The target's window ends at the request it is answering: its Text
+    // Responses never move MaxCmdSN on.
+    let mut max = CMDSN;
+    for i in 0..4 {
+        let last = i == 3;
+        let ttt = if last { RESERVED_TAG } else { 0x900 + i as u32 };
+        let Pdu::TextRsp(mut r) =
+            t.text_rsp(req.itt, ttt, last, all[cuts[i]..cuts[i + 1]].to_vec())
+        else {
+            unreachable!()
+        };
+        r.maxcmdsn = max;
+        t.feed(Pdu::TextRsp(r));
+        if last {
+            break;
+        }
+        // The continuation would take CmdSN max + 1: it waits.
+        assert!(t.sent().is_empty(), "a Text Request past MaxCmdSN {max}");
+        assert!(t.events().is_empty());
+        // A NOP-In opens the window by one.
+        max = max.wrapping_add(1);
+        let (statsn, expcmdsn, _) = t.sns(false);
+        t.feed(Pdu::NopIn(NopIn {
+            lun: 0,
+            itt: RESERVED_TAG,
+            ttt: RESERVED_TAG,
+            statsn,
+            expcmdsn,
+            maxcmdsn: max,
+            data: Vec::new(),
+        }));
+        let more = match t.sent().as_slice() {
+            [Pdu::TextReq(r)] => r.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((more.itt, more.ttt), (req.itt, ttt));
+        assert!(!more.immediate && more.final_ && more.data.is_empty());
+        assert_eq!(more.cmdsn, max, "the CmdSN the window just made room for");
+    }
+    match t.events().as_slice() {
+        [Event::Discovered(recs)] => assert_eq!(recs.len(), 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn text_timeout_and_strays() {
     let mut t = Tgt::up(discovery_cfg(), &[]);
     t.sent();
