@@ -309,6 +309,7 @@ impl Engine {
             dir: direction,
             datalen: i2t.datalen,
             data: c.data,
+            deadline: None,
         };
         let s = &mut self.sessions[idx];
         s.commands += 1;
