@@ -84,19 +84,21 @@ pub enum ChapError {
     OutOfOrder,
 }
 
+// No "CHAP:" prefix here: LoginError::Chap, the only place these reach a
+// message, names the exchange already.
 impl fmt::Display for ChapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ChapError::NoCommonAlgorithm => write!(f, "CHAP: no common algorithm"),
-            ChapError::BadChallenge => write!(f, "CHAP: challenge length out of range"),
-            ChapError::BadIdentifier => write!(f, "CHAP: bad identifier"),
-            ChapError::MissingKey(k) => write!(f, "CHAP: {k} missing"),
-            ChapError::DuplicateKey(k) => write!(f, "CHAP: {k} sent twice"),
-            ChapError::TargetAuthFailed => write!(f, "CHAP: target failed mutual authentication"),
-            ChapError::TargetNameMismatch => write!(f, "CHAP: unexpected target CHAP name"),
-            ChapError::ReflectedChallenge => write!(f, "CHAP: target reflected our challenge"),
-            ChapError::Malformed(what) => write!(f, "CHAP: malformed {what}"),
-            ChapError::OutOfOrder => write!(f, "CHAP: unexpected step"),
+            ChapError::NoCommonAlgorithm => write!(f, "no common algorithm"),
+            ChapError::BadChallenge => write!(f, "challenge length out of range"),
+            ChapError::BadIdentifier => write!(f, "bad identifier"),
+            ChapError::MissingKey(k) => write!(f, "{k} missing"),
+            ChapError::DuplicateKey(k) => write!(f, "{k} sent twice"),
+            ChapError::TargetAuthFailed => write!(f, "target failed mutual authentication"),
+            ChapError::TargetNameMismatch => write!(f, "unexpected target CHAP name"),
+            ChapError::ReflectedChallenge => write!(f, "target reflected our challenge"),
+            ChapError::Malformed(what) => write!(f, "malformed {what}"),
+            ChapError::OutOfOrder => write!(f, "unexpected step"),
         }
     }
 }

@@ -8,13 +8,14 @@ use std::fmt;
 
 use super::chap::{ChapClient, ChapConfig, ChapError, ChapStep};
 use super::negotiate::{DigestPref, NegError, NegEvent, Negotiation, Params, Prefs, SessionKind};
-use super::pdu::{LoginReq, LoginRsp};
+use super::pdu::{login_class, login_detail, LoginReq, LoginRsp};
 use super::text::{self, TextBuf, TextError};
 
-/// Login stages (CSG/NSG values).
-pub const SECURITY: u8 = 0;
-pub const OPERATIONAL: u8 = 1;
-pub const FULL_FEATURE: u8 = 3;
+/// Login stages (CSG/NSG values), by shorter names.
+pub use super::pdu::stage::{
+    FULL_FEATURE_PHASE as FULL_FEATURE, OPERATIONAL_NEGOTIATION as OPERATIONAL,
+    SECURITY_NEGOTIATION as SECURITY,
+};
 
 /// Data segment limit during login (RFC 7143 section 6.2: 8192 until
 /// MaxRecvDataSegmentLength takes effect).
@@ -39,8 +40,12 @@ pub struct LoginConfig {
 /// answer (RFC 7143 section 11.13.5); the rest are our own findings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginError {
-    /// Class 2, detail 1.
+    /// Class 2, detail 1, with CHAP configured: the target did not take
+    /// our name or response.
     AuthFailed,
+    /// Class 2, detail 1 with no CHAP configured: the target wants
+    /// authentication we cannot offer.
+    AuthRequired,
     /// Class 2, detail 2.
     Forbidden,
     /// Class 2, detail 3.
@@ -84,6 +89,14 @@ pub enum LoginError {
     Text(TextError),
     /// We require a CRC32C digest and the target would not do it.
     DigestRefused(&'static str),
+    /// The target answered Reject to our digest offer (None, or
+    /// CRC32C,None): it insists on CRC32C. Taking that as None would log
+    /// in, then have the target drop the connection, forever. Not
+    /// permanent: the owner may log in again offering CRC32C,None.
+    DigestRejected {
+        header: bool,
+        data: bool,
+    },
     /// Something the RFC forbids: wrong stage, version, ITT, ISID, transit.
     Protocol(&'static str),
 }
@@ -99,27 +112,30 @@ impl LoginError {
                 | LoginError::TargetErrorDetail(_)
                 | LoginError::TooManyConnections
                 | LoginError::SessionDoesNotExist
+                | LoginError::DigestRejected { .. }
         )
     }
 
     fn from_status(class: u8, detail: u8) -> LoginError {
+        use login_class::{INITIATOR_ERROR, TARGET_ERROR};
+        use login_detail as d;
         match (class, detail) {
-            (2, 0x01) => LoginError::AuthFailed,
-            (2, 0x02) => LoginError::Forbidden,
-            (2, 0x03) => LoginError::NotFound,
-            (2, 0x04) => LoginError::Removed,
-            (2, 0x05) => LoginError::UnsupportedVersion,
-            (2, 0x06) => LoginError::TooManyConnections,
-            (2, 0x07) => LoginError::MissingParameter,
-            (2, 0x08) => LoginError::CantIncludeInSession,
-            (2, 0x09) => LoginError::SessionTypeUnsupported,
-            (2, 0x0a) => LoginError::SessionDoesNotExist,
-            (2, 0x0b) => LoginError::InvalidDuringLogin,
-            (2, d) => LoginError::InitiatorError(d),
-            (3, 0x00) => LoginError::TargetError,
-            (3, 0x01) => LoginError::ServiceUnavailable,
-            (3, 0x02) => LoginError::OutOfResources,
-            (3, d) => LoginError::TargetErrorDetail(d),
+            (INITIATOR_ERROR, d::AUTH_FAILED) => LoginError::AuthFailed,
+            (INITIATOR_ERROR, d::FORBIDDEN) => LoginError::Forbidden,
+            (INITIATOR_ERROR, d::NOT_FOUND) => LoginError::NotFound,
+            (INITIATOR_ERROR, d::REMOVED) => LoginError::Removed,
+            (INITIATOR_ERROR, d::UNSUPPORTED_VERSION) => LoginError::UnsupportedVersion,
+            (INITIATOR_ERROR, d::TOO_MANY_CONNECTIONS) => LoginError::TooManyConnections,
+            (INITIATOR_ERROR, d::MISSING_PARAMETER) => LoginError::MissingParameter,
+            (INITIATOR_ERROR, d::CANT_INCLUDE_IN_SESSION) => LoginError::CantIncludeInSession,
+            (INITIATOR_ERROR, d::SESSION_TYPE_UNSUPPORTED) => LoginError::SessionTypeUnsupported,
+            (INITIATOR_ERROR, d::SESSION_DOES_NOT_EXIST) => LoginError::SessionDoesNotExist,
+            (INITIATOR_ERROR, d::INVALID_DURING_LOGIN) => LoginError::InvalidDuringLogin,
+            (INITIATOR_ERROR, d) => LoginError::InitiatorError(d),
+            (TARGET_ERROR, d::TARGET_ERROR) => LoginError::TargetError,
+            (TARGET_ERROR, d::SERVICE_UNAVAILABLE) => LoginError::ServiceUnavailable,
+            (TARGET_ERROR, d::OUT_OF_RESOURCES) => LoginError::OutOfResources,
+            (TARGET_ERROR, d) => LoginError::TargetErrorDetail(d),
             (c, d) => LoginError::UnknownStatus(c, d),
         }
     }
@@ -131,6 +147,10 @@ impl fmt::Display for LoginError {
             LoginError::AuthFailed => {
                 write!(f, "authentication failed (check chap name and secret)")
             }
+            LoginError::AuthRequired => write!(
+                f,
+                "target requires authentication and no chap is configured"
+            ),
             LoginError::Forbidden => write!(f, "initiator not authorized to access the target"),
             LoginError::NotFound => write!(f, "target not found (check targetname)"),
             LoginError::Removed => write!(f, "target removed"),
@@ -169,6 +189,21 @@ impl fmt::Display for LoginError {
                 f,
                 "target refuses {k}=CRC32C, which the configuration requires"
             ),
+            LoginError::DigestRejected { header, data } => {
+                // The iscsi.conf keywords (common/src/config/params.rs).
+                let (keys, settings) = match (header, data) {
+                    (true, true) => (
+                        "HeaderDigest and DataDigest",
+                        "headerdigest crc32c and datadigest crc32c",
+                    ),
+                    (true, false) => ("HeaderDigest", "headerdigest crc32c"),
+                    _ => ("DataDigest", "datadigest crc32c"),
+                };
+                write!(
+                    f,
+                    "target rejects our {keys} offer and requires CRC32C (set {settings} or any)"
+                )
+            }
             LoginError::Protocol(m) => write!(f, "login protocol error: {m}"),
         }
     }
@@ -331,14 +366,21 @@ impl Login {
         if rsp.itt != self.cfg.itt {
             return Err(LoginError::Protocol("Login Response for another ITT"));
         }
-        if self.first_response || rsp.status_class == 0 {
+        if self.first_response || rsp.status_class == login_class::SUCCESS {
             self.expstatsn = rsp.statsn.wrapping_add(1);
         }
         self.first_response = false;
-        match rsp.status_class {
-            0 => {}
-            1 => return self.redirect(&rsp),
-            c => return Err(LoginError::from_status(c, rsp.status_detail)),
+        match (rsp.status_class, rsp.status_detail) {
+            (login_class::SUCCESS, _) => {}
+            (login_class::REDIRECTION, _) => return self.redirect(&rsp),
+            // Without a secret, "check chap name and secret" would send the
+            // administrator after settings that do not exist.
+            (login_class::INITIATOR_ERROR, login_detail::AUTH_FAILED)
+                if self.cfg.chap.is_none() =>
+            {
+                return Err(LoginError::AuthRequired)
+            }
+            (c, d) => return Err(LoginError::from_status(c, d)),
         }
         if rsp.version_active != 0 {
             return Err(LoginError::Protocol("unsupported version"));
@@ -406,15 +448,15 @@ impl Login {
             .filter(|a| !a.is_empty())
             .ok_or(LoginError::RedirectWithoutAddress)?;
         match rsp.status_detail {
-            0x01 => Ok(Step::Redirect {
+            login_detail::REDIRECT_TEMPORARY => Ok(Step::Redirect {
                 addr,
                 permanent: false,
             }),
-            0x02 => Ok(Step::Redirect {
+            login_detail::REDIRECT_PERMANENT => Ok(Step::Redirect {
                 addr,
                 permanent: true,
             }),
-            d => Err(LoginError::UnknownStatus(1, d)),
+            d => Err(LoginError::UnknownStatus(login_class::REDIRECTION, d)),
         }
     }
 
@@ -522,6 +564,7 @@ impl Login {
         rsp: &LoginRsp,
     ) -> Result<Step, LoginError> {
         let replies = self.neg()?.respond(keys)?;
+        self.check_digests()?;
         if rsp.transit && rsp.nsg == FULL_FEATURE {
             if !replies.is_empty() {
                 return Err(LoginError::Protocol(
@@ -532,6 +575,23 @@ impl Login {
         }
         self.queue_text(&replies, (true, FULL_FEATURE));
         Ok(Step::Send(self.next_request()))
+    }
+
+    /// A digest offer answered Reject leaves the digest at None, which the
+    /// target has just refused: going on would only end in a reset.
+    fn check_digests(&mut self) -> Result<(), LoginError> {
+        let (header, data) = self.neg()?.digests_rejected();
+        let prefs = &self.cfg.prefs;
+        if header && prefs.header_digest == DigestPref::Crc32c {
+            return Err(LoginError::DigestRefused("HeaderDigest"));
+        }
+        if data && prefs.data_digest == DigestPref::Crc32c {
+            return Err(LoginError::DigestRefused("DataDigest"));
+        }
+        if header || data {
+            return Err(LoginError::DigestRejected { header, data });
+        }
+        Ok(())
     }
 
     fn finish(&mut self, rsp: &LoginRsp) -> Result<Step, LoginError> {

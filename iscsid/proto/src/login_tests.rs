@@ -497,7 +497,7 @@ fn redirects() {
 fn status_classes() {
     let cases = [
         (2, 0x00, LoginError::InitiatorError(0), true),
-        (2, 0x01, LoginError::AuthFailed, true),
+        (2, 0x01, LoginError::AuthRequired, true),
         (2, 0x02, LoginError::Forbidden, true),
         (2, 0x03, LoginError::NotFound, true),
         (2, 0x04, LoginError::Removed, true),
@@ -527,6 +527,49 @@ fn status_classes() {
     // The message names the fix for the common cases.
     assert!(LoginError::AuthFailed.to_string().contains("chap"));
     assert!(LoginError::NotFound.to_string().contains("targetname"));
+}
+
+#[test]
+fn auth_failure_message_depends_on_chap_being_configured() {
+    // With CHAP configured, 0x0201 means our name or secret was wrong.
+    let mut l = Login::new(config(Some(chap_cfg(false))), random());
+    let r1 = l.start();
+    let e = err(l.on_response(failure(&r1, 2, 1, Vec::new())));
+    assert_eq!(e, LoginError::AuthFailed);
+    assert_eq!(
+        e.to_string(),
+        "authentication failed (check chap name and secret)"
+    );
+    // Without, there is no name or secret to check.
+    let mut l = Login::new(config(None), random());
+    let r1 = l.start();
+    let e = err(l.on_response(failure(&r1, 2, 1, Vec::new())));
+    assert_eq!(e, LoginError::AuthRequired);
+    assert!(e.is_permanent());
+    let msg = e.to_string();
+    assert_eq!(
+        msg,
+        "target requires authentication and no chap is configured"
+    );
+    assert!(!msg.contains("secret"), "{msg}");
+}
+
+#[test]
+fn chap_errors_say_chap_once() {
+    let cases = [
+        (
+            ChapError::TargetAuthFailed,
+            "CHAP: target failed mutual authentication",
+        ),
+        (ChapError::MissingKey("CHAP_R"), "CHAP: CHAP_R missing"),
+        (ChapError::NoCommonAlgorithm, "CHAP: no common algorithm"),
+        (ChapError::Malformed("CHAP_C"), "CHAP: malformed CHAP_C"),
+    ];
+    for (e, want) in cases {
+        let msg = LoginError::Chap(e).to_string();
+        assert_eq!(msg, want);
+        assert_eq!(msg.matches("CHAP:").count(), 1, "{msg}");
+    }
 }
 
 #[test]
@@ -812,4 +855,73 @@ fn login_pdus_survive_the_wire() {
     let mut f = super::framing::Framer::new(8192);
     f.push(&wire);
     assert_eq!(f.next(), Ok(Some(Pdu::LoginReq(r1))));
+}
+
+/// The operational stage answered with `over`, for a login with `prefs`'
+/// digests.
+fn digest_login(header: DigestPref, data: DigestPref, over: &[(&str, &str)]) -> LoginError {
+    let mut cfg = config(None);
+    cfg.prefs.header_digest = header;
+    cfg.prefs.data_digest = data;
+    let mut l = Login::new(cfg, random());
+    let r1 = l.start();
+    let r2 = send(l.on_response(answer(
+        &r1,
+        1,
+        true,
+        OPERATIONAL,
+        kv(&[("AuthMethod", "None")]),
+    )));
+    let data = text::encode(
+        op_answer(&keys(&r2.data), over)
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    err(l.on_response(answer(&r2, 2, true, FULL_FEATURE, data)))
+}
+
+#[test]
+fn digest_offer_rejected_fails_the_login() {
+    use DigestPref::{Any, Crc32c, None as Off};
+    // istgt with UseDigest "Header Data": both None offers rejected.
+    let e = digest_login(
+        Off,
+        Off,
+        &[("HeaderDigest", "Reject"), ("DataDigest", "Reject")],
+    );
+    assert_eq!(
+        e,
+        LoginError::DigestRejected {
+            header: true,
+            data: true
+        }
+    );
+    assert!(!e.is_permanent(), "a retry offering CRC32C,None may work");
+    assert_eq!(
+        e.to_string(),
+        "target rejects our HeaderDigest and DataDigest offer and requires CRC32C \
+         (set headerdigest crc32c and datadigest crc32c or any)"
+    );
+    let e = digest_login(Off, Off, &[("HeaderDigest", "Reject")]);
+    assert_eq!(
+        e,
+        LoginError::DigestRejected {
+            header: true,
+            data: false
+        }
+    );
+    assert!(e.to_string().contains("set headerdigest crc32c"), "{e}");
+    assert!(!e.to_string().contains("datadigest"), "{e}");
+    let e = digest_login(Any, Off, &[("DataDigest", "Reject")]);
+    assert_eq!(
+        e,
+        LoginError::DigestRejected {
+            header: false,
+            data: true
+        }
+    );
+    assert!(e.to_string().contains("set datadigest crc32c"), "{e}");
+    // A required CRC32C answered Reject is the refusal it always was.
+    let e = digest_login(Crc32c, Off, &[("HeaderDigest", "Reject")]);
+    assert_eq!(e, LoginError::DigestRefused("HeaderDigest"));
 }

@@ -516,6 +516,9 @@ pub struct Negotiation {
     /// Keys the target sent so far, with their values (for duplicate checks).
     seen: BTreeMap<String, String>,
     events: Vec<NegEvent>,
+    /// Our HeaderDigest / DataDigest offer was answered Reject.
+    header_digest_rejected: bool,
+    data_digest_rejected: bool,
 }
 
 impl Negotiation {
@@ -528,6 +531,8 @@ impl Negotiation {
             declared_mrdsl: false,
             seen: BTreeMap::new(),
             events: Vec::new(),
+            header_digest_rejected: false,
+            data_digest_rejected: false,
         }
     }
 
@@ -714,7 +719,16 @@ impl Negotiation {
         v: &str,
     ) -> Result<(), NegError> {
         if let Some(ev) = special_event(key.name(), v) {
-            // RFC 7143 6.2: the key is left at its default.
+            // RFC 7143 6.2: the key is left at its default. For a digest
+            // that default (None) is what the target just turned down, so
+            // the login code must know (see digests_rejected).
+            if v == REJECT {
+                match key {
+                    Key::HeaderDigest => self.header_digest_rejected = true,
+                    Key::DataDigest => self.data_digest_rejected = true,
+                    _ => {}
+                }
+            }
             self.events.push(ev);
             return Ok(());
         }
@@ -836,6 +850,12 @@ impl Negotiation {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Whether the target answered Reject to our HeaderDigest and our
+    /// DataDigest offer, in that order.
+    pub fn digests_rejected(&self) -> (bool, bool) {
+        (self.header_digest_rejected, self.data_digest_rejected)
     }
 
     /// True while an offer whose answer is required has not been answered.

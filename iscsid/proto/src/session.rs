@@ -3,7 +3,7 @@
 //! and events come out. The engine owns the socket and the reconnects; a
 //! `Session` lives for one TCP connection.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -14,21 +14,25 @@ use super::framing::{FrameError, Framer};
 use super::login::{LoggedIn, Login, LoginConfig, LoginError, Step, LOGIN_MAX_DATA};
 use super::negotiate::{NegError, Negotiation, Params, SessionKind};
 use super::pdu::{
-    AsyncMsg, Digests, LogoutReq, NopIn, NopOut, Pdu, Reject, TaskMgmtReq, TaskMgmtRsp, TextReq,
-    TextRsp, RESERVED_TAG,
+    async_event, logout_reason, logout_rsp, op, reject, tmf, tmf_rsp, AsyncMsg, Digests, LogoutReq,
+    NopIn, NopOut, Pdu, Reject, TaskMgmtReq, TaskMgmtRsp, TextReq, TextRsp, RESERVED_TAG,
 };
 use super::serial;
 use super::task::{sense_codes, Completion, ScsiTask, Task, TaskError, Wire};
 use super::text::{self, TextBuf, TextError};
-use crate::scsi::Outcome;
+use crate::lun;
+use crate::scsi::{Outcome, ASC_REPORTED_LUNS_CHANGED, KEY_UNIT_ATTENTION};
 
 /// Timers; `Default` gives what the engine uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub login: Duration,
-    /// A command not answered in this time is aborted.
+    /// A command not answered in this time, counted from when it first
+    /// went on the wire, is aborted.
     pub command: Duration,
-    pub abort: Duration,
+    /// Each task management step (ABORT TASK, LOGICAL UNIT RESET, TARGET
+    /// WARM RESET) not answered in this time escalates to the next.
+    pub tmf: Duration,
     /// Idle time before we ping with NOP-Out.
     pub nop_interval: Duration,
     /// No PDU at all this long after a ping: the connection is dead.
@@ -42,7 +46,7 @@ impl Default for Timeouts {
         Timeouts {
             login: Duration::from_secs(15),
             command: Duration::from_secs(60),
-            abort: Duration::from_secs(10),
+            tmf: Duration::from_secs(10),
             nop_interval: Duration::from_secs(10),
             nop_timeout: Duration::from_secs(15),
             logout: Duration::from_secs(5),
@@ -83,13 +87,8 @@ pub enum SessionError {
         error: TaskError,
     },
     PingTimeout,
-    AbortFailed {
-        itt: u32,
-        response: u8,
-    },
-    AbortTimeout {
-        itt: u32,
-    },
+    /// The last task management step, TARGET WARM RESET, failed too.
+    TargetReset(TmfFailure),
     Rejected {
         reason: u8,
         opcode: u8,
@@ -127,15 +126,7 @@ impl fmt::Display for SessionError {
             }
             SessionError::Task { itt, error } => write!(f, "itt 0x{itt:08x}: {error}"),
             SessionError::PingTimeout => write!(f, "target stopped answering (NOP-Out timeout)"),
-            SessionError::AbortFailed { itt, response } => {
-                write!(
-                    f,
-                    "ABORT TASK of itt 0x{itt:08x} failed (response {response})"
-                )
-            }
-            SessionError::AbortTimeout { itt } => {
-                write!(f, "ABORT TASK of itt 0x{itt:08x} timed out")
-            }
+            SessionError::TargetReset(why) => write!(f, "TARGET WARM RESET {why}"),
             SessionError::Rejected { reason, opcode } => {
                 write!(
                     f,
@@ -161,6 +152,55 @@ impl fmt::Display for SessionError {
 }
 
 impl std::error::Error for SessionError {}
+
+/// How a task management step went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmfFailure {
+    /// A Task Management Function Response other than "function complete"
+    /// (or, for ABORT TASK, "task does not exist").
+    Response(u8),
+    /// The target rejected the request (Reject PDU, with its reason).
+    Rejected(u8),
+    /// No answer within `Timeouts::tmf`.
+    Timeout,
+}
+
+impl fmt::Display for TmfFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TmfFailure::Response(r) => write!(f, "failed (response {r})"),
+            TmfFailure::Rejected(r) => write!(f, "rejected (reason 0x{r:02x})"),
+            TmfFailure::Timeout => write!(f, "timed out"),
+        }
+    }
+}
+
+/// The task management steps for a command that is not answered, in the
+/// order they are tried (RFC 7143 11.5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TmfKind {
+    AbortTask { itt: u32 },
+    LunReset { lun: u64 },
+    TargetReset,
+}
+
+/// The one task management request in flight. One at a time: a target
+/// need only take one immediate TMF per connection (RFC 7143 4.2.2.1).
+#[derive(Debug, Clone, Copy)]
+struct TmfOp {
+    itt: u32,
+    kind: TmfKind,
+    deadline: Instant,
+}
+
+/// Task management requests given up on (timed out) whose late answers
+/// are ignored rather than taken for strays; bounded, oldest forgotten.
+const STALE_TMF_MAX: usize = 16;
+
+/// A LUN field for the log: the number where it has one.
+fn lun_name(field: u64) -> String {
+    lun::decode(field).map_or_else(|| format!("0x{field:016x}"), |n| n.to_string())
+}
 
 #[derive(Debug)]
 pub enum Event {
@@ -196,6 +236,9 @@ struct TextOp {
     buf: TextBuf,
     deadline: Instant,
     discovery: bool,
+    /// The next Text Request, waiting for the CmdSN window: its TTT
+    /// (RESERVED_TAG for the first) and data chunks.
+    held: Option<(u32, Vec<Vec<u8>>)>,
 }
 
 pub struct Session {
@@ -214,12 +257,11 @@ pub struct Session {
     maxcmdsn: u32,
     expstatsn: u32,
     next_itt: u32,
-    tasks: HashMap<u32, Task>,
-    /// Issue order, for command timeouts: (deadline, itt).
-    order: VecDeque<(Instant, u32)>,
+    /// By ITT; ordered, so that whatever walks it acts the same every run.
+    tasks: BTreeMap<u32, Task>,
     queue: VecDeque<ScsiTask>,
-    /// ABORT TASK ITT -> the aborted task's ITT.
-    tmf: HashMap<u32, u32>,
+    tmf: Option<TmfOp>,
+    stale_tmf: VecDeque<u32>,
     ping: Option<(u32, Instant)>,
     last_rx: Instant,
     text: Option<TextOp>,
@@ -252,10 +294,10 @@ impl Session {
             maxcmdsn: cmdsn,
             expstatsn: 0,
             next_itt: itt.wrapping_add(1),
-            tasks: HashMap::new(),
-            order: VecDeque::new(),
+            tasks: BTreeMap::new(),
             queue: VecDeque::new(),
-            tmf: HashMap::new(),
+            tmf: None,
+            stale_tmf: VecDeque::new(),
             ping: None,
             last_rx: now,
             text: None,
@@ -378,17 +420,33 @@ impl Session {
     }
 
     /// Every command not completed: in flight first (oldest first), then
-    /// queued. For reissue on the next connection.
+    /// queued. For reissue on the next connection; each carries its
+    /// deadline, so the next connection keeps the timer running.
     pub fn take_tasks(&mut self) -> Vec<ScsiTask> {
-        let mut inflight: Vec<Task> = self.tasks.drain().map(|(_, t)| t).collect();
+        let inflight = self.remove_tasks(|_| true);
+        self.tmf = None;
+        let mut out: Vec<ScsiTask> = inflight.into_iter().map(|t| t.req).collect();
+        out.extend(self.queue.drain(..));
+        out
+    }
+
+    /// Removes the tasks `which` picks, oldest first.
+    fn remove_tasks(&mut self, which: impl Fn(&Task) -> bool) -> Vec<Task> {
+        let itts: Vec<u32> = self
+            .tasks
+            .values()
+            .filter(|t| which(t))
+            .map(|t| t.itt)
+            .collect();
+        let mut out: Vec<Task> = itts
+            .iter()
+            .filter_map(|itt| self.tasks.remove(itt))
+            .collect();
         // Every CmdSN in flight is below the next one to issue; counted
         // back from there they sort oldest first. (From ExpCmdSN, those
         // the target already received would wrap around to the end.)
         let next = self.cmdsn;
-        inflight.sort_by_key(|t| t.cmdsn.wrapping_sub(next));
-        self.order.clear();
-        let mut out: Vec<ScsiTask> = inflight.into_iter().map(|t| t.req).collect();
-        out.extend(self.queue.drain(..));
+        out.sort_by_key(|t| t.cmdsn.wrapping_sub(next));
         out
     }
 
@@ -396,8 +454,8 @@ impl Session {
         loop {
             let itt = self.next_itt;
             self.next_itt = self.next_itt.wrapping_add(1);
-            if itt != RESERVED_TAG && !self.tasks.contains_key(&itt) && !self.tmf.contains_key(&itt)
-            {
+            let tmf = self.tmf.is_some_and(|t| t.itt == itt) || self.stale_tmf.contains(&itt);
+            if itt != RESERVED_TAG && !self.tasks.contains_key(&itt) && !tmf {
                 return itt;
             }
         }
@@ -412,6 +470,7 @@ impl Session {
         if self.phase != Phase::FullFeature {
             return;
         }
+        self.send_text();
         // Commands waiting on a window the target keeps shut must not wait
         // forever: note since when, and tick() gives up on the connection.
         if self.queue.is_empty() || self.window_open() {
@@ -419,6 +478,7 @@ impl Session {
         } else if self.window_shut.is_none() {
             self.window_shut = Some(now);
         }
+        let mut expired = false;
         while !self.queue.is_empty()
             && self.window_open()
             && self.tasks.len() < self.cfg.queue_depth as usize
@@ -437,8 +497,13 @@ impl Session {
                 digests: self.digests,
             };
             task.issue(w, &mut self.tx);
+            expired |= task.deadline <= now;
             self.tasks.insert(itt, task);
-            self.order.push_back((deadline, itt));
+        }
+        // A reissued command may have used up its time on earlier
+        // connections: escalate it now, not a whole timeout later.
+        if expired {
+            self.check_commands(now);
         }
     }
 
@@ -524,11 +589,11 @@ impl Session {
                     self.fail(SessionError::Task { itt: r.itt, error });
                 }
             }
-            Pdu::TaskMgmtRsp(r) => self.tmf_response(&r),
+            Pdu::TaskMgmtRsp(r) => self.tmf_response(&r, now),
             Pdu::TextRsp(r) => self.text_response(r, now),
             Pdu::LogoutRsp(r) => {
                 if self.logout.is_some_and(|(itt, _)| itt == r.itt) {
-                    if r.response != 0 {
+                    if r.response != logout_rsp::SUCCESS {
                         warn!("logout response {}", r.response);
                     }
                     self.close_logged_out();
@@ -540,7 +605,7 @@ impl Session {
                 }
             }
             Pdu::AsyncMsg(a) => self.async_msg(a, now),
-            Pdu::Reject(r) => self.reject(r),
+            Pdu::Reject(r) => self.reject(r, now),
             other => self.fail(SessionError::UnexpectedPdu(other.name())),
         }
     }
@@ -548,7 +613,8 @@ impl Session {
     fn finish_task(&mut self, itt: u32, c: Completion) {
         self.tasks.remove(&itt);
         if c.status == Outcome::Sense {
-            if let Some((6, 0x3f, 0x0e)) = sense_codes(&c.sense) {
+            let (asc, ascq) = ASC_REPORTED_LUNS_CHANGED;
+            if sense_codes(&c.sense) == Some((KEY_UNIT_ATTENTION, asc, ascq)) {
                 info!("reported LUNs data has changed, rescanning");
                 self.events.push_back(Event::Rescan);
             }
@@ -632,18 +698,27 @@ impl Session {
         self.send(&reply);
     }
 
-    fn tmf_response(&mut self, r: &TaskMgmtRsp) {
-        let Some(task_itt) = self.tmf.remove(&r.itt) else {
-            return self.fail(SessionError::UnknownItt {
-                pdu: "Task Management Response",
-                itt: r.itt,
-            });
+    fn tmf_response(&mut self, r: &TaskMgmtRsp, now: Instant) {
+        let op = match self.tmf {
+            Some(op) if op.itt == r.itt => op,
+            _ => {
+                if let Some(i) = self.stale_tmf.iter().position(|&i| i == r.itt) {
+                    // Answered after we moved on to the next step.
+                    self.stale_tmf.remove(i);
+                    return debug!("late TMF response for itt 0x{:08x}", r.itt);
+                }
+                return self.fail(SessionError::UnknownItt {
+                    pdu: "Task Management Response",
+                    itt: r.itt,
+                });
+            }
         };
-        match r.response {
-            // Function complete, or the task is already gone.
-            0 | 1 => {
-                if let Some(t) = self.tasks.remove(&task_itt) {
-                    warn!("command itt 0x{task_itt:08x} aborted after timeout");
+        self.tmf = None;
+        match (op.kind, r.response) {
+            // Aborted, or the task had already ended on the target.
+            (TmfKind::AbortTask { itt }, tmf_rsp::COMPLETE | tmf_rsp::NO_TASK) => {
+                if let Some(t) = self.tasks.remove(&itt) {
+                    info!("itt 0x{itt:08x}: aborted");
                     self.complete(Completion::status_only(
                         t.req.tag,
                         t.req.dir,
@@ -651,23 +726,102 @@ impl Session {
                     ));
                 }
             }
-            response => self.fail(SessionError::AbortFailed {
-                itt: task_itt,
-                response,
-            }),
+            (TmfKind::LunReset { lun }, tmf_rsp::COMPLETE) => {
+                info!("lun {}: reset", lun_name(lun));
+                self.reset_done(|t| t.req.lun == lun);
+            }
+            (TmfKind::TargetReset, tmf_rsp::COMPLETE) => {
+                info!("target reset");
+                self.reset_done(|_| true);
+            }
+            (kind, response) => return self.escalate(kind, TmfFailure::Response(response), now),
+        }
+        // Commands that timed out meanwhile waited for this one.
+        self.check_commands(now);
+    }
+
+    /// A reset ended these tasks on the target: the kernel retries them
+    /// (XS_RESET).
+    fn reset_done(&mut self, which: impl Fn(&Task) -> bool) {
+        for t in self.remove_tasks(which) {
+            self.complete(Completion::status_only(
+                t.req.tag,
+                t.req.dir,
+                Outcome::Retry,
+            ));
+        }
+    }
+
+    /// Sends a task management request; it is the one in flight.
+    fn send_tmf(&mut self, kind: TmfKind, now: Instant) {
+        let itt = self.alloc_itt();
+        let (function, lun, rtt, refcmdsn) = match kind {
+            TmfKind::AbortTask { itt: task } => {
+                let (lun, cmdsn) = self
+                    .tasks
+                    .get(&task)
+                    .map_or((0, 0), |t| (t.req.lun, t.cmdsn));
+                (tmf::ABORT_TASK, lun, task, cmdsn)
+            }
+            TmfKind::LunReset { lun } => (tmf::LOGICAL_UNIT_RESET, lun, RESERVED_TAG, 0),
+            TmfKind::TargetReset => (tmf::TARGET_WARM_RESET, 0, RESERVED_TAG, 0),
+        };
+        self.send(&Pdu::TaskMgmtReq(TaskMgmtReq {
+            immediate: true,
+            function,
+            lun,
+            itt,
+            rtt,
+            cmdsn: self.cmdsn,
+            expstatsn: self.expstatsn,
+            refcmdsn,
+            expdatasn: 0,
+        }));
+        self.tmf = Some(TmfOp {
+            itt,
+            kind,
+            deadline: now + self.cfg.timeouts.tmf,
+        });
+    }
+
+    /// The step `kind` failed: on to the next, the connection last.
+    fn escalate(&mut self, kind: TmfKind, why: TmfFailure, now: Instant) {
+        match kind {
+            TmfKind::AbortTask { itt } => {
+                let Some(lun) = self.tasks.get(&itt).map(|t| t.req.lun) else {
+                    // It completed meanwhile: nothing left to recover.
+                    return self.check_commands(now);
+                };
+                warn!(
+                    "lun {}: ABORT TASK of itt 0x{itt:08x} {why}, LOGICAL UNIT RESET",
+                    lun_name(lun)
+                );
+                self.send_tmf(TmfKind::LunReset { lun }, now);
+            }
+            TmfKind::LunReset { lun } => {
+                warn!(
+                    "lun {}: LOGICAL UNIT RESET {why}, TARGET WARM RESET",
+                    lun_name(lun)
+                );
+                self.send_tmf(TmfKind::TargetReset, now);
+            }
+            TmfKind::TargetReset => self.fail(SessionError::TargetReset(why)),
         }
     }
 
     fn async_msg(&mut self, a: AsyncMsg, now: Instant) {
         match a.event {
-            0 => {
+            async_event::SCSI_EVENT => {
                 let sense = a.data.get(2..).unwrap_or(&[]);
+                let (asc, ascq) = ASC_REPORTED_LUNS_CHANGED;
                 match sense_codes(sense) {
-                    Some((6, 0x3f, 0x0e)) => self.events.push_back(Event::Rescan),
+                    Some(codes) if codes == (KEY_UNIT_ATTENTION, asc, ascq) => {
+                        self.events.push_back(Event::Rescan)
+                    }
                     codes => debug!("async SCSI event, sense {codes:?}"),
                 }
             }
-            1 => {
+            async_event::LOGOUT_REQUEST => {
                 info!("target requests logout within {}s", a.param3);
                 // Already logging out: that logout answers the request.
                 if self.phase == Phase::FullFeature {
@@ -675,10 +829,12 @@ impl Session {
                     self.logout(now);
                 }
             }
-            2 | 3 => self.fail(SessionError::TargetDrop {
-                time2wait: a.param2,
-            }),
-            4 => {
+            async_event::CONNECTION_DROP | async_event::SESSION_DROP => {
+                self.fail(SessionError::TargetDrop {
+                    time2wait: a.param2,
+                })
+            }
+            async_event::NEGOTIATION_REQUEST => {
                 let keys = Negotiation::ffp_offer(&self.params);
                 self.start_text(&keys, false, now);
             }
@@ -686,7 +842,7 @@ impl Session {
         }
     }
 
-    fn reject(&mut self, r: Reject) {
+    fn reject(&mut self, r: Reject, now: Instant) {
         let opcode = r.data.first().map_or(0xff, |b| b & 0x3f);
         let itt = r.data.get(16..20).map_or(RESERVED_TAG, |b| {
             u32::from_be_bytes([b[0], b[1], b[2], b[3]])
@@ -697,22 +853,35 @@ impl Session {
         );
         match opcode {
             // A rejected ping: nothing was pending on it.
-            0x00 => {
+            op::NOP_OUT => {
                 if self.ping.is_some_and(|(p, _)| p == itt) {
                     self.ping = None;
                 }
             }
             // A rejected command never ran: the midlayer may retry it,
             // unless the target cannot do it at all.
-            0x01 if self.tasks.contains_key(&itt) => {
+            op::SCSI_COMMAND if self.tasks.contains_key(&itt) => {
                 if let Some(t) = self.tasks.remove(&itt) {
-                    let st = if matches!(r.reason, 0x05 | 0x09) {
+                    let st = if matches!(
+                        r.reason,
+                        reject::COMMAND_NOT_SUPPORTED | reject::INVALID_PDU_FIELD
+                    ) {
                         Outcome::Failed
                     } else {
                         Outcome::Retry
                     };
                     self.complete(Completion::status_only(t.req.tag, t.req.dir, st));
                 }
+            }
+            // A rejected task management step failed like any other.
+            op::TASK_MGMT_REQ if self.tmf.is_some_and(|t| t.itt == itt) => {
+                if let Some(t) = self.tmf.take() {
+                    self.escalate(t.kind, TmfFailure::Rejected(r.reason), now);
+                }
+            }
+            // One we gave up on already.
+            op::TASK_MGMT_REQ if self.stale_tmf.contains(&itt) => {
+                self.stale_tmf.retain(|&i| i != itt);
             }
             _ => self.fail(SessionError::Rejected {
                 reason: r.reason,
@@ -729,15 +898,41 @@ impl Session {
         }
         let itt = self.alloc_itt();
         let data = text::encode(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let cmdsn = self.cmdsn;
-        // Non-immediate, so CmdSN advances the same way on every target.
-        self.cmdsn = self.cmdsn.wrapping_add(1);
         let mut chunks: Vec<Vec<u8>> = text::chunks(&data, self.params.max_xmit_dsl as usize)
             .map(<[u8]>::to_vec)
             .collect();
         if chunks.is_empty() {
             chunks.push(Vec::new());
         }
+        self.text = Some(TextOp {
+            itt,
+            buf: TextBuf::default(),
+            deadline: now + self.cfg.timeouts.text,
+            discovery,
+            held: Some((RESERVED_TAG, chunks)),
+        });
+        self.send_text();
+    }
+
+    /// Sends the held Text Request if the CmdSN window has room for it.
+    /// Each one is non-immediate, so CmdSN advances the same way on every
+    /// target, and takes a CmdSN of its own (RFC 7143 4.2.2.1): it must
+    /// wait for the window like any command (a SendTargets reply in many
+    /// pieces would otherwise walk past MaxCmdSN). The text timer covers a
+    /// window that never opens.
+    fn send_text(&mut self) {
+        if !self.window_open() {
+            return;
+        }
+        let Some((itt, (ttt, chunks))) = self
+            .text
+            .as_mut()
+            .and_then(|op| Some((op.itt, op.held.take()?)))
+        else {
+            return;
+        };
+        let cmdsn = self.cmdsn;
+        self.cmdsn = self.cmdsn.wrapping_add(1);
         // Our text (SendTargets=All, MaxRecvDataSegmentLength) always fits
         // one PDU; the C bit covers the theoretical rest.
         let n = chunks.len();
@@ -749,18 +944,12 @@ impl Session {
                 cont: !last,
                 lun: 0,
                 itt,
-                ttt: RESERVED_TAG,
+                ttt,
                 cmdsn,
                 expstatsn: self.expstatsn,
                 data: c,
             }));
         }
-        self.text = Some(TextOp {
-            itt,
-            buf: TextBuf::default(),
-            deadline: now + self.cfg.timeouts.text,
-            discovery,
-        });
     }
 
     /// Discovery sessions: ask for every target.
@@ -785,24 +974,11 @@ impl Session {
             return self.fail(SessionError::Text(e));
         }
         if r.cont || !r.final_ {
-            // More to come: an empty request with the target's TTT asks for it.
+            // More to come: an empty request with the target's TTT, for
+            // the same ITT, asks for it.
             op.deadline = now + self.cfg.timeouts.text;
-            // Non-immediate, so it takes a CmdSN of its own; reusing one
-            // would give the next command a CmdSN the target already saw.
-            let cmdsn = self.cmdsn;
-            self.cmdsn = self.cmdsn.wrapping_add(1);
-            let req = Pdu::TextReq(TextReq {
-                immediate: false,
-                final_: true,
-                cont: false,
-                lun: 0,
-                itt: r.itt,
-                ttt: r.ttt,
-                cmdsn,
-                expstatsn: self.expstatsn,
-                data: Vec::new(),
-            });
-            return self.send(&req);
+            op.held = Some((r.ttt, vec![Vec::new()]));
+            return self.send_text();
         }
         let Some(mut op) = self.text.take() else {
             return;
@@ -852,7 +1028,7 @@ impl Session {
         let itt = self.alloc_itt();
         self.send(&Pdu::LogoutReq(LogoutReq {
             immediate: true,
-            reason: 0,
+            reason: logout_reason::CLOSE_SESSION,
             itt,
             cid: 0,
             cmdsn: self.cmdsn,
@@ -864,7 +1040,7 @@ impl Session {
 
     fn close_logged_out(&mut self) {
         // Whatever was still in flight ended with the session.
-        for (_, t) in self.tasks.drain() {
+        for t in self.remove_tasks(|_| true) {
             self.events
                 .push_back(Event::Complete(Completion::status_only(
                     t.req.tag,
@@ -936,41 +1112,38 @@ impl Session {
         self.pump(now);
     }
 
+    /// Command and task management timers. Every command's deadline
+    /// counts, not just the oldest's; while a TMF is in flight the
+    /// commands that time out wait for it (one TMF at a time), then get
+    /// their turn from `tmf_response`.
     fn check_commands(&mut self, now: Instant) {
-        while let Some(&(deadline, itt)) = self.order.front() {
-            let Some(t) = self.tasks.get(&itt) else {
-                self.order.pop_front();
-                continue;
-            };
-            if let Some((_, abort_deadline)) = t.abort {
-                if now >= abort_deadline {
-                    return self.fail(SessionError::AbortTimeout { itt });
+        if self.phase != Phase::FullFeature {
+            return;
+        }
+        if let Some(op) = self.tmf {
+            if now >= op.deadline {
+                self.tmf = None;
+                if self.stale_tmf.len() >= STALE_TMF_MAX {
+                    self.stale_tmf.pop_front();
                 }
-                // Keep watching it; later tasks have later deadlines.
-                return;
-            }
-            if now < deadline {
-                return;
-            }
-            let (lun, cmdsn) = (t.req.lun, t.cmdsn);
-            let tmf_itt = self.alloc_itt();
-            warn!("command itt 0x{itt:08x} timed out, aborting");
-            self.send(&Pdu::TaskMgmtReq(TaskMgmtReq {
-                immediate: true,
-                function: 1,
-                lun,
-                itt: tmf_itt,
-                rtt: itt,
-                cmdsn: self.cmdsn,
-                expstatsn: self.expstatsn,
-                refcmdsn: cmdsn,
-                expdatasn: 0,
-            }));
-            self.tmf.insert(tmf_itt, itt);
-            if let Some(t) = self.tasks.get_mut(&itt) {
-                t.abort = Some((tmf_itt, now + self.cfg.timeouts.abort));
+                self.stale_tmf.push_back(op.itt);
+                self.escalate(op.kind, TmfFailure::Timeout, now);
             }
             return;
+        }
+        let next = self.cmdsn;
+        let expired = self
+            .tasks
+            .values()
+            .filter(|t| t.deadline <= now)
+            .min_by_key(|t| (t.deadline, t.cmdsn.wrapping_sub(next)))
+            .map(|t| t.itt);
+        if let Some(itt) = expired {
+            warn!(
+                "itt 0x{itt:08x}: no answer in {}s, ABORT TASK",
+                self.cfg.timeouts.command.as_secs()
+            );
+            self.send_tmf(TmfKind::AbortTask { itt }, now);
         }
     }
 
@@ -991,12 +1164,13 @@ impl Session {
         if let Some(t) = self.window_shut {
             next = next.min(t + self.cfg.timeouts.command);
         }
-        if let Some(&(d, itt)) = self.order.front() {
-            let d = self
-                .tasks
-                .get(&itt)
-                .and_then(|t| t.abort.map(|(_, a)| a))
-                .unwrap_or(d);
+        // Command deadlines only count when a TMF could go out: one that
+        // passed while another TMF is in flight would be a time in the past.
+        let commands = match &self.tmf {
+            Some(op) => Some(op.deadline),
+            None => self.tasks.values().map(|t| t.deadline).min(),
+        };
+        if let Some(d) = commands {
             next = next.min(d);
         }
         Some(next)

@@ -12,13 +12,14 @@ use super::login::{FULL_FEATURE, OPERATIONAL};
 use super::login_tests::{answer, config, keys, kv, op_answer, random, val, CMDSN, TSIH};
 use super::negotiate::{DigestPref, SessionKind};
 use super::pdu::{
-    AsyncMsg, DataIn, DataOut, Digests, LoginRsp, LogoutRsp, NopIn, Pdu, R2t, Reject, ScsiCommand,
-    ScsiResponse, TaskMgmtRsp, TextRsp, BHS_LEN, MAX_DATA_SEGMENT_LEN, RESERVED_TAG,
+    reject, tmf, tmf_rsp, AsyncMsg, DataIn, DataOut, Digests, LoginRsp, LogoutRsp, NopIn, Pdu, R2t,
+    Reject, ScsiCommand, ScsiResponse, TaskMgmtReq, TaskMgmtRsp, TextRsp, BHS_LEN,
+    MAX_DATA_SEGMENT_LEN, RESERVED_TAG,
 };
-use super::session::{Event, Phase, Session, SessionConfig, SessionError, Timeouts};
+use super::session::{Event, Phase, Session, SessionConfig, SessionError, Timeouts, TmfFailure};
 use super::task::{Completion, ScsiTask, TaskError};
 use super::text;
-use crate::scsi::{Direction, Outcome};
+use crate::scsi::{Direction, Outcome, ASC_RESET_OCCURRED, KEY_UNIT_ATTENTION};
 
 const LUN1: u64 = 0x0001_0000_0000_0000;
 
@@ -52,11 +53,16 @@ struct Tgt {
 
 impl Tgt {
     fn new(c: SessionConfig) -> Tgt {
-        let t0 = Instant::now();
+        Tgt::new_at(c, Instant::now(), 0)
+    }
+
+    /// A session started `ms` after `t0`, on the clock of another `Tgt`.
+    fn new_at(c: SessionConfig, t0: Instant, ms: u64) -> Tgt {
+        let now = t0 + Duration::from_millis(ms);
         Tgt {
-            s: Session::new(c, t0, random()),
+            s: Session::new(c, now, random()),
             t0,
-            now: t0,
+            now,
             rx: Framer::new(MAX_DATA_SEGMENT_LEN),
             dig: Digests::default(),
             statsn: 0x7000,
@@ -325,6 +331,14 @@ impl Tgt {
         (c, pdus.map(data_out).collect())
     }
 
+    /// The one Task Management Function Request sent since the last look.
+    fn one_tmf(&mut self) -> TaskMgmtReq {
+        match self.sent().as_slice() {
+            [Pdu::TaskMgmtReq(m)] => m.clone(),
+            other => panic!("expected one TMF request: {other:?}"),
+        }
+    }
+
     /// The one failure the session reported.
     fn failure(&mut self) -> SessionError {
         let ev = self.events();
@@ -354,6 +368,7 @@ fn read(tag: u32, len: u32) -> ScsiTask {
         dir: Direction::Read,
         datalen: len,
         data: Vec::new(),
+        deadline: None,
     }
 }
 
@@ -368,6 +383,7 @@ fn write(tag: u32, data: Vec<u8>) -> ScsiTask {
         dir: Direction::Write,
         datalen: data.len() as u32,
         data,
+        deadline: None,
     }
 }
 
@@ -1069,8 +1085,8 @@ fn command_timeout_aborts_then_completes_reset() {
     t.feed(r);
     let done = one_completion(t.events());
     assert_eq!((done.tag, done.status), (5, Outcome::Retry));
-    // The other one times out too; the task is already gone on the target.
-    t.tick(61_001);
+    // The other one timed out too: its abort follows at once, and the task
+    // is already gone on the target.
     let tmf2 = match t.sent().as_slice() {
         [Pdu::TaskMgmtReq(m)] => m.clone(),
         other => panic!("{other:?}"),
@@ -1100,34 +1116,244 @@ fn abort_racing_the_real_answer() {
     assert_eq!(done.data, pattern(512));
 }
 
+/// Tags of the completions, each of which must be a retry.
+fn retried(ev: Vec<Event>) -> Vec<u32> {
+    completions(ev)
+        .into_iter()
+        .map(|c| {
+            assert_eq!(c.status, Outcome::Retry, "{c:?}");
+            c.tag
+        })
+        .collect()
+}
+
+fn read_lun(tag: u32, lun: u64) -> ScsiTask {
+    ScsiTask {
+        lun,
+        ..read(tag, 512)
+    }
+}
+
 #[test]
-fn abort_timeout_and_refusal_fail_the_connection() {
+fn escalation_each_step_failing_in_turn() {
     let mut t = Tgt::up(quiet(cfg()), &[]);
-    let (c, _) = t.issue(read(5, 512));
+    let (c5, _) = t.issue(read(5, 512));
+    t.issue(read(6, 512));
+    t.at(30_000);
+    t.issue(read_lun(7, 0));
+    // ABORT TASK, refused: LOGICAL UNIT RESET of its LUN.
     t.tick(60_000);
-    assert_eq!(t.sent().len(), 1);
+    let abort = t.one_tmf();
+    assert_eq!(abort.function, tmf::ABORT_TASK);
+    assert_eq!(
+        (abort.rtt, abort.refcmdsn, abort.lun),
+        (c5.itt, c5.cmdsn, LUN1)
+    );
+    let r = t.tmf_rsp(abort.itt, tmf_rsp::REJECTED);
+    t.feed(r);
+    assert!(t.events().is_empty(), "nothing ends before the reset does");
+    let lu = t.one_tmf();
+    assert!(lu.immediate);
+    assert_eq!(lu.function, tmf::LOGICAL_UNIT_RESET);
+    assert_eq!((lu.lun, lu.rtt), (LUN1, RESERVED_TAG));
+    assert_ne!(lu.itt, abort.itt);
+    // Not answered: TARGET WARM RESET once its time is up, even though
+    // c6 timed out too meanwhile (one TMF at a time).
     assert_eq!(t.s.next_timeout(), Some(t.t0 + Duration::from_secs(70)));
     t.tick(69_999);
-    assert!(t.events().is_empty());
+    assert!(t.sent().is_empty());
     t.tick(70_000);
-    assert_eq!(t.failure(), SessionError::AbortTimeout { itt: c.itt });
-
-    let mut t = Tgt::up(quiet(cfg()), &[]);
-    let (c, _) = t.issue(read(5, 512));
-    t.tick(60_000);
-    let tmf = match t.sent().as_slice() {
-        [Pdu::TaskMgmtReq(m)] => m.clone(),
-        other => panic!("{other:?}"),
-    };
-    let r = t.tmf_rsp(tmf.itt, 5);
+    let warm = t.one_tmf();
+    assert_eq!(warm.function, tmf::TARGET_WARM_RESET);
+    assert_eq!(warm.rtt, RESERVED_TAG);
+    assert!(t.events().is_empty());
+    // A late answer to the LU reset we gave up on is no stray.
+    let r = t.tmf_rsp(lu.itt, tmf_rsp::COMPLETE);
+    t.feed(r);
+    assert!(t.events().is_empty());
+    assert_eq!(t.s.phase(), Phase::FullFeature);
+    // The warm reset fails as well: the connection goes.
+    let r = t.tmf_rsp(warm.itt, tmf_rsp::NOT_SUPPORTED);
     t.feed(r);
     assert_eq!(
         t.failure(),
-        SessionError::AbortFailed {
-            itt: c.itt,
-            response: 5
-        }
+        SessionError::TargetReset(TmfFailure::Response(tmf_rsp::NOT_SUPPORTED))
     );
+    let back: Vec<u32> = t.s.take_tasks().iter().map(|t| t.tag).collect();
+    assert_eq!(back, [5, 6, 7], "every command goes to the next connection");
+}
+
+#[test]
+fn abort_and_target_reset_timing_out() {
+    let mut t = Tgt::up(quiet(cfg()), &[]);
+    let (c, _) = t.issue(read(5, 512));
+    t.tick(60_000);
+    let abort = t.one_tmf();
+    assert_eq!(abort.rtt, c.itt);
+    t.tick(70_000);
+    assert_eq!(t.one_tmf().function, tmf::LOGICAL_UNIT_RESET);
+    // A late Reject of the abort we gave up on changes nothing.
+    let r = t.reject(reject::IMMEDIATE_COMMAND_REJECT, &Pdu::TaskMgmtReq(abort));
+    t.feed(r);
+    assert!(t.events().is_empty());
+    assert_eq!(t.s.phase(), Phase::FullFeature);
+    t.tick(80_000);
+    assert_eq!(t.one_tmf().function, tmf::TARGET_WARM_RESET);
+    assert_eq!(t.s.next_timeout(), Some(t.t0 + Duration::from_secs(90)));
+    t.tick(89_999);
+    assert!(t.events().is_empty());
+    t.tick(90_000);
+    assert_eq!(t.failure(), SessionError::TargetReset(TmfFailure::Timeout));
+    assert_eq!(
+        SessionError::TargetReset(TmfFailure::Timeout).to_string(),
+        "TARGET WARM RESET timed out"
+    );
+}
+
+#[test]
+fn lu_reset_retries_the_commands_of_its_lun_and_the_unit_attention_passes() {
+    let mut t = Tgt::up(quiet(cfg()), &[]);
+    t.issue(read(5, 512));
+    t.issue(read(6, 512));
+    t.issue(read_lun(7, 0));
+    t.tick(60_000);
+    let abort = t.one_tmf();
+    assert_eq!(abort.function, tmf::ABORT_TASK);
+    // The abort times out: LU reset, which works.
+    t.tick(70_000);
+    let lu = t.one_tmf();
+    assert_eq!((lu.function, lu.lun), (tmf::LOGICAL_UNIT_RESET, LUN1));
+    let r = t.tmf_rsp(lu.itt, tmf_rsp::COMPLETE);
+    t.feed(r);
+    let mut ev = t.events();
+    // Every command on LUN 1 ended with the reset; the kernel retries.
+    let first: Vec<Event> = ev.drain(..2).collect();
+    assert_eq!(retried(first), [5, 6]);
+    assert!(ev.is_empty(), "{ev:?}");
+    // LUN 0's command timed out too, at the same time: its turn now.
+    let abort7 = t.one_tmf();
+    assert_eq!((abort7.function, abort7.lun), (tmf::ABORT_TASK, 0));
+    let r = t.tmf_rsp(abort7.itt, tmf_rsp::NO_TASK);
+    t.feed(r);
+    assert_eq!(retried(t.events()), [7]);
+    assert_eq!(t.s.in_flight(), 0);
+    // The retried command meets the UNIT ATTENTION the reset left: it is
+    // sense for the kernel (which retries), not a protocol error.
+    let (c, _) = t.issue(read(5, 512));
+    let ua = fixed(KEY_UNIT_ATTENTION, ASC_RESET_OCCURRED, 0x00);
+    let r = t.response(c.itt, 0x02, &ua);
+    t.feed(r);
+    let done = one_completion(t.events());
+    assert_eq!((done.tag, done.status), (5, Outcome::Sense));
+    assert_eq!(done.sense, ua);
+    assert_eq!(t.s.phase(), Phase::FullFeature);
+    assert!(t.sent().is_empty(), "no TMF for it");
+}
+
+#[test]
+fn rejected_abort_then_target_reset_retries_everything() {
+    let mut t = Tgt::up(quiet(cfg()), &[]);
+    t.issue(read(5, 512));
+    t.issue(read_lun(6, 0));
+    t.tick(60_000);
+    let abort = t.one_tmf();
+    // A Reject PDU for the ABORT TASK is a failure like any other.
+    let r = t.reject(reject::IMMEDIATE_COMMAND_REJECT, &Pdu::TaskMgmtReq(abort));
+    t.feed(r);
+    let lu = t.one_tmf();
+    assert_eq!(lu.function, tmf::LOGICAL_UNIT_RESET);
+    let r = t.tmf_rsp(lu.itt, tmf_rsp::NO_LUN);
+    t.feed(r);
+    assert!(t.events().is_empty());
+    let warm = t.one_tmf();
+    assert_eq!(warm.function, tmf::TARGET_WARM_RESET);
+    let r = t.tmf_rsp(warm.itt, tmf_rsp::COMPLETE);
+    t.feed(r);
+    assert_eq!(retried(t.events()), [5, 6]);
+    assert_eq!(t.s.in_flight(), 0);
+    assert_eq!(t.s.phase(), Phase::FullFeature);
+    assert!(t.sent().is_empty());
+}
+
+// ---- command deadlines ----
+
+#[test]
+fn reissued_command_keeps_its_deadline() {
+    let mut a = Tgt::up(quiet(cfg()), &[]);
+    a.at(1_000);
+    a.issue(read(5, 512));
+    a.at(30_000);
+    a.feed_bytes(&[0xff; 48]);
+    a.failure();
+    let back = a.s.take_tasks();
+    assert_eq!(back.len(), 1);
+    let deadline = a.t0 + Duration::from_secs(61);
+    assert_eq!(back[0].deadline, Some(deadline));
+    // The next connection: a fresh command first, then the reissue, whose
+    // time runs out first though it is not the oldest on this connection.
+    let mut b = Tgt::new_at(quiet(cfg()), a.t0, 40_000);
+    b.login(&[]);
+    b.issue(read(8, 512));
+    let (again, _) = b.issue(back[0].clone());
+    assert_eq!(b.s.next_timeout(), Some(deadline));
+    b.tick(60_999);
+    assert!(b.sent().is_empty());
+    b.tick(61_000);
+    let abort = b.one_tmf();
+    assert_eq!(abort.rtt, again.itt, "not a fresh 60 s for the reissue");
+    let r = b.tmf_rsp(abort.itt, tmf_rsp::COMPLETE);
+    b.feed(r);
+    assert_eq!(retried(b.events()), [5]);
+    // The fresh command's own 60 s, from 40 s.
+    assert_eq!(b.s.next_timeout(), Some(b.t0 + Duration::from_secs(100)));
+    // And a connection that comes after the deadline escalates at once.
+    let back = b.s.take_tasks();
+    assert_eq!(back[0].deadline, Some(b.t0 + Duration::from_secs(100)));
+    let mut c = Tgt::new_at(quiet(cfg()), a.t0, 150_000);
+    c.login(&[]);
+    c.s.submit(back[0].clone(), c.now);
+    match c.sent().as_slice() {
+        [Pdu::ScsiCommand(cmd), Pdu::TaskMgmtReq(m)] => {
+            assert_eq!((m.function, m.rtt), (tmf::ABORT_TASK, cmd.itt));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn commands_timing_out_while_an_abort_is_pending_are_all_handled() {
+    let mut t = Tgt::up(quiet(cfg()), &[]);
+    let (c1, _) = t.issue(read(1, 512));
+    t.at(5_000);
+    let (c2, _) = t.issue(read(2, 512));
+    t.at(8_000);
+    let (c3, _) = t.issue(read(3, 512));
+    t.tick(60_000);
+    let a1 = t.one_tmf();
+    assert_eq!(a1.rtt, c1.itt);
+    // c2 and c3 time out while c1's abort waits: no time in the past, no
+    // second TMF alongside the first.
+    assert_eq!(t.s.next_timeout(), Some(t.t0 + Duration::from_secs(70)));
+    t.tick(65_000);
+    t.tick(68_000);
+    assert!(t.sent().is_empty());
+    // c1's abort completes at 69 s: c2's goes out at once, then c3's.
+    t.at(69_000);
+    let r = t.tmf_rsp(a1.itt, tmf_rsp::COMPLETE);
+    t.feed(r);
+    assert_eq!(retried(t.events()), [1]);
+    let a2 = t.one_tmf();
+    assert_eq!((a2.function, a2.rtt), (tmf::ABORT_TASK, c2.itt));
+    let r = t.tmf_rsp(a2.itt, tmf_rsp::NO_TASK);
+    t.feed(r);
+    assert_eq!(retried(t.events()), [2]);
+    let a3 = t.one_tmf();
+    assert_eq!(a3.rtt, c3.itt);
+    let r = t.tmf_rsp(a3.itt, tmf_rsp::COMPLETE);
+    t.feed(r);
+    assert_eq!(retried(t.events()), [3]);
+    assert_eq!(t.s.in_flight(), 0);
+    assert!(t.sent().is_empty());
 }
 
 // ---- asynchronous messages, rejects, text ----
@@ -1377,6 +1603,69 @@ fn send_targets_in_several_pdus() {
     t.s.logout(t.now);
     match t.sent().as_slice() {
         [Pdu::LogoutReq(l)] => assert_eq!(l.cmdsn, CMDSN + 3),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn send_targets_continuations_stay_inside_the_window() {
+    // A window of one command from the login on.
+    let mut t = Tgt::new(discovery_cfg());
+    t.window = 1;
+    t.login(&[]);
+    let req = match t.sent().as_slice() {
+        [Pdu::TextReq(r)] => r.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(req.cmdsn, CMDSN);
+    let all = kv(&[
+        ("TargetName", "iqn.2026-11.org.example:one"),
+        ("TargetAddress", "192.0.2.1:3260,1"),
+        ("TargetName", "iqn.2026-11.org.example:two"),
+        ("TargetAddress", "192.0.2.2:3260,1"),
+    ]);
+    let cuts = [0, 20, 50, 80, all.len()];
+    // The target's window ends at the request it is answering: its Text
+    // Responses never move MaxCmdSN on.
+    let mut max = CMDSN;
+    for i in 0..4 {
+        let last = i == 3;
+        let ttt = if last { RESERVED_TAG } else { 0x900 + i as u32 };
+        let Pdu::TextRsp(mut r) =
+            t.text_rsp(req.itt, ttt, last, all[cuts[i]..cuts[i + 1]].to_vec())
+        else {
+            unreachable!()
+        };
+        r.maxcmdsn = max;
+        t.feed(Pdu::TextRsp(r));
+        if last {
+            break;
+        }
+        // The continuation would take CmdSN max + 1: it waits.
+        assert!(t.sent().is_empty(), "a Text Request past MaxCmdSN {max}");
+        assert!(t.events().is_empty());
+        // A NOP-In opens the window by one.
+        max = max.wrapping_add(1);
+        let (statsn, expcmdsn, _) = t.sns(false);
+        t.feed(Pdu::NopIn(NopIn {
+            lun: 0,
+            itt: RESERVED_TAG,
+            ttt: RESERVED_TAG,
+            statsn,
+            expcmdsn,
+            maxcmdsn: max,
+            data: Vec::new(),
+        }));
+        let more = match t.sent().as_slice() {
+            [Pdu::TextReq(r)] => r.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((more.itt, more.ttt), (req.itt, ttt));
+        assert!(!more.immediate && more.final_ && more.data.is_empty());
+        assert_eq!(more.cmdsn, max, "the CmdSN the window just made room for");
+    }
+    match t.events().as_slice() {
+        [Event::Discovered(recs)] => assert_eq!(recs.len(), 2),
         other => panic!("{other:?}"),
     }
 }

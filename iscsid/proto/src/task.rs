@@ -5,7 +5,10 @@
 use std::time::Instant;
 
 use super::negotiate::Params;
-use super::pdu::{DataIn, DataOut, Digests, Pdu, R2t, ScsiCommand, ScsiResponse, RESERVED_TAG};
+use super::pdu::status::{ACA_ACTIVE, BUSY, CHECK_CONDITION, GOOD, TASK_ABORTED, TASK_SET_FULL};
+use super::pdu::{
+    attr, scsi_rsp, DataIn, DataOut, Digests, Pdu, R2t, ScsiCommand, ScsiResponse, RESERVED_TAG,
+};
 use crate::scsi::{Direction, Outcome, SENSE_LEN};
 
 /// A command as the engine hands it over.
@@ -20,6 +23,10 @@ pub struct ScsiTask {
     pub datalen: u32,
     /// All write data (the relay fetched it); empty otherwise.
     pub data: Vec<u8>,
+    /// When the command times out: None when the kernel hands it over;
+    /// set when it first goes on the wire and kept across reissues on
+    /// later connections, so reconnecting never restarts the timer.
+    pub deadline: Option<Instant>,
 }
 
 /// What goes back to the kernel.
@@ -45,18 +52,6 @@ impl Completion {
     }
 }
 
-/// SCSI status codes (SAM).
-pub const GOOD: u8 = 0x00;
-pub const CHECK_CONDITION: u8 = 0x02;
-pub const BUSY: u8 = 0x08;
-pub const TASK_SET_FULL: u8 = 0x28;
-pub const ACA_ACTIVE: u8 = 0x30;
-pub const TASK_ABORTED: u8 = 0x40;
-
-/// SIMPLE task attribute: commands from the kernel may be reordered, as
-/// with any tagged queueing HBA.
-const ATTR_SIMPLE: u8 = 1;
-
 /// What every PDU a task sends depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct Wire<'a> {
@@ -73,10 +68,8 @@ pub struct Task {
     /// Read data received so far (offset-addressed).
     rx: Vec<u8>,
     next_datasn: u32,
-    /// When we give up and abort.
+    /// When we give up and abort (the same as `req.deadline`).
     pub deadline: Instant,
-    /// The ABORT TASK in flight: its ITT and when we stop waiting.
-    pub abort: Option<(u32, Instant)>,
     next_r2tsn: u32,
     /// Bytes R2Ts asked for so far: never more than the command has, so a
     /// target cannot make us queue Data-Out without end.
@@ -161,7 +154,10 @@ impl std::fmt::Display for TaskError {
 impl std::error::Error for TaskError {}
 
 impl Task {
-    pub fn new(req: ScsiTask, itt: u32, cmdsn: u32, deadline: Instant) -> Task {
+    /// A task going on the wire. `deadline` applies unless the command
+    /// already has one from an earlier connection.
+    pub fn new(mut req: ScsiTask, itt: u32, cmdsn: u32, deadline: Instant) -> Task {
+        let deadline = *req.deadline.get_or_insert(deadline);
         Task {
             req,
             itt,
@@ -169,7 +165,6 @@ impl Task {
             rx: Vec::new(),
             next_datasn: 0,
             deadline,
-            abort: None,
             next_r2tsn: 0,
             r2t_bytes: 0,
         }
@@ -196,7 +191,9 @@ impl Task {
             final_: !unsolicited,
             read: t.dir == Direction::Read,
             write,
-            attr: ATTR_SIMPLE,
+            // SIMPLE: commands from the kernel may be reordered, as with
+            // any tagged queueing HBA.
+            attr: attr::SIMPLE,
             lun: t.lun,
             itt: self.itt,
             expected_len: t.datalen,
@@ -331,7 +328,7 @@ impl Task {
 
     /// Takes the SCSI Response.
     pub fn response(&mut self, r: &ScsiResponse) -> Result<Completion, TaskError> {
-        if r.response != 0 {
+        if r.response != scsi_rsp::COMPLETED {
             // The target could not execute the command: let the midlayer retry.
             return Ok(Completion::status_only(
                 self.req.tag,

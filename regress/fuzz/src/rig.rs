@@ -338,6 +338,7 @@ impl Rig {
                     dir: Direction::Read,
                     datalen: len,
                     data: Vec::new(),
+                    deadline: None,
                 }
             }
             1 => {
@@ -350,6 +351,7 @@ impl Rig {
                     dir: Direction::Write,
                     datalen: len,
                     data: (0..len).map(|i| (i % 251) as u8).collect(),
+                    deadline: None,
                 }
             }
             _ => ScsiTask {
@@ -359,6 +361,7 @@ impl Rig {
                 dir: Direction::None,
                 datalen: 0,
                 data: Vec::new(),
+                deadline: None,
             },
         };
         let len = if t.dir == Direction::Read {

@@ -201,6 +201,7 @@ impl Initiator {
             dir: c.dir,
             datalen: c.datalen,
             data: c.data,
+            deadline: None,
         };
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;

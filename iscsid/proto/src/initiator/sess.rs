@@ -224,7 +224,7 @@ impl Sess {
             timeouts: Timeouts {
                 login: t.login,
                 command: t.command,
-                abort: t.tmf,
+                tmf: t.tmf,
                 nop_interval: t.nop_interval,
                 nop_timeout: t.nop_timeout,
                 ..Timeouts::default()

@@ -37,6 +37,29 @@ pub mod login_class {
     pub const TARGET_ERROR: u8 = 3;
 }
 
+/// Login Response Status-Detail values (RFC 7143 section 11.13.5), by class.
+pub mod login_detail {
+    pub const REDIRECT_TEMPORARY: u8 = 0x01;
+    pub const REDIRECT_PERMANENT: u8 = 0x02;
+
+    pub const INITIATOR_ERROR: u8 = 0x00;
+    pub const AUTH_FAILED: u8 = 0x01;
+    pub const FORBIDDEN: u8 = 0x02;
+    pub const NOT_FOUND: u8 = 0x03;
+    pub const REMOVED: u8 = 0x04;
+    pub const UNSUPPORTED_VERSION: u8 = 0x05;
+    pub const TOO_MANY_CONNECTIONS: u8 = 0x06;
+    pub const MISSING_PARAMETER: u8 = 0x07;
+    pub const CANT_INCLUDE_IN_SESSION: u8 = 0x08;
+    pub const SESSION_TYPE_UNSUPPORTED: u8 = 0x09;
+    pub const SESSION_DOES_NOT_EXIST: u8 = 0x0a;
+    pub const INVALID_DURING_LOGIN: u8 = 0x0b;
+
+    pub const TARGET_ERROR: u8 = 0x00;
+    pub const SERVICE_UNAVAILABLE: u8 = 0x01;
+    pub const OUT_OF_RESOURCES: u8 = 0x02;
+}
+
 /// Reject reasons.
 pub mod reject {
     pub const DATA_DIGEST_ERROR: u8 = 0x02;

@@ -19,8 +19,8 @@ mod wire;
 use std::fmt;
 
 pub use consts::{
-    async_event, attr, login_class, logout_reason, logout_rsp, op, reject, scsi_rsp, snack, stage,
-    status, tmf, tmf_rsp,
+    async_event, attr, login_class, login_detail, logout_reason, logout_rsp, op, reject, scsi_rsp,
+    snack, stage, status, tmf, tmf_rsp,
 };
 pub use initiator::{
     DataOut, LoginReq, LogoutReq, NopOut, ScsiCommand, Snack, TaskMgmtReq, TextReq,
