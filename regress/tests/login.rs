@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use regress::harness::{
-    pattern, roundtrip, Rig, TargetKind, CHAP_SECRET, CHAP_USER, IQN_AUTH, IQN_DISK, MUTUAL_SECRET,
-    MUTUAL_USER,
+    pattern, roundtrip, Rig, TargetKind, CHAP_SECRET, CHAP_USER, IQN_AUTH, IQN_DISK,
+    ISTGT_USE_DIGEST, MUTUAL_SECRET, MUTUAL_USER,
 };
 
 /// Disks the disk target shows: tgt has LUN 1 and 2 (LUN 0 is its
@@ -114,6 +114,24 @@ fn tgt_digest_required_but_refused() {
     let disks = rig.wait_disks(2);
     assert_eq!(param(&rig.show("disk"), "HeaderDigest"), "None");
     roundtrip(&rig, &disks[0], 0, &pattern(8, 65536));
+}
+
+/// istgt with `UseDigest Header Data` answers Reject to our offer of
+/// None: we log in again offering CRC32C, and `show` says why.
+#[test]
+fn istgt_digest_none_rejected() {
+    let rig = Rig::new(TargetKind::Istgt, &[(ISTGT_USE_DIGEST, "Header Data")]);
+    rig.reload(&rig.disk_block("disk", ""));
+    let disks = rig.wait_disks(disk_count(TargetKind::Istgt));
+    let s = rig.wait_show("disk", "logged in", Duration::from_secs(10));
+    assert_eq!(
+        param(&s, "HeaderDigest"),
+        "CRC32C (the target rejected None)"
+    );
+    assert_eq!(param(&s, "DataDigest"), "CRC32C (the target rejected None)");
+    roundtrip(&rig, &disks[0], 0, &pattern(12, 65536));
+    let log = rig.daemon.log_text();
+    assert!(log.contains("target rejected digest None"), "{log}");
 }
 
 fn small_segments(k: TargetKind) {

@@ -103,7 +103,11 @@ pub fn session_info(s: SessionStatus) -> SessionInfo {
         isid: u64::from_be_bytes(isid),
         tsih: s.tsih,
         vscsi_target: s.vscsi_target,
-        params: s.params.as_ref().map(describe_params).unwrap_or_default(),
+        params: s
+            .params
+            .as_ref()
+            .map(|p| describe_params(p, s.digest_fallback))
+            .unwrap_or_default(),
         luns: s.luns,
         in_flight: u32::try_from(s.in_flight).unwrap_or(u32::MAX),
         queued: u32::try_from(s.queued).unwrap_or(u32::MAX),
@@ -118,14 +122,21 @@ fn yn(b: bool) -> String {
     if b { "Yes" } else { "No" }.to_owned()
 }
 
-fn digest(b: bool) -> String {
-    if b { "CRC32C" } else { "None" }.to_owned()
+/// A digest in effect; `forced` when we offered it only because the
+/// target rejected None, which the admin should know to configure.
+fn digest(on: bool, forced: bool) -> String {
+    match (on, forced) {
+        (true, true) => "CRC32C (the target rejected None)",
+        (true, false) => "CRC32C",
+        (false, _) => "None",
+    }
+    .to_owned()
 }
 
-fn describe_params(p: &Params) -> Vec<(String, String)> {
+fn describe_params(p: &Params, forced: (bool, bool)) -> Vec<(String, String)> {
     let mut v = vec![
-        ("HeaderDigest".to_owned(), digest(p.header_digest)),
-        ("DataDigest".to_owned(), digest(p.data_digest)),
+        ("HeaderDigest".to_owned(), digest(p.header_digest, forced.0)),
+        ("DataDigest".to_owned(), digest(p.data_digest, forced.1)),
         (
             "MaxRecvDataSegmentLength".to_owned(),
             p.max_recv_dsl.to_string(),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 pub use daemon::{Ctl, Daemon};
 pub use rig::{pattern, roundtrip, Rig};
-pub use targets::{Backend, Target, TargetKind};
+pub use targets::{Backend, Target, TargetKind, ISTGT_USE_DIGEST};
 
 /// The IQNs every harness target serves.
 pub const IQN_DISK: &str = "iqn.2026-11.org.example:disk";

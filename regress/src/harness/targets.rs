@@ -320,6 +320,10 @@ fn start_tgt(
     Some(child)
 }
 
+/// A target parameter for istgt that goes into its LogicalUnit sections
+/// (e.g. `"Header Data"`: both digests required).
+pub const ISTGT_USE_DIGEST: &str = "UseDigest";
+
 fn start_istgt(
     port: u16,
     files: &[PathBuf],
@@ -327,7 +331,16 @@ fn start_istgt(
     dir: &Scratch,
 ) -> Option<Child> {
     let f = |i: usize| files[i].to_string_lossy().into_owned();
-    let extra: String = params.iter().map(|(k, v)| format!("  {k} {v}\n")).collect();
+    // UseDigest belongs to the LogicalUnit sections; the rest is global.
+    let use_digest = params
+        .iter()
+        .find(|(k, _)| *k == ISTGT_USE_DIGEST)
+        .map_or("Auto", |(_, v)| *v);
+    let extra: String = params
+        .iter()
+        .filter(|(k, _)| *k != ISTGT_USE_DIGEST)
+        .map(|(k, v)| format!("  {k} {v}\n"))
+        .collect();
     let conf = format!(
         "[Global]\n  NodeBase \"iqn.2026-11.org.example\"\n  PidFile {d}/istgt.pid\n  AuthFile {d}/auth.conf\n\
          MediaDirectory {d}\n  LogFacility \"local7\"\n  Timeout 30\n  NopInInterval 20\n\
@@ -340,7 +353,7 @@ fn start_istgt(
          [PortalGroup1]\n  Portal DA1 127.0.0.1:{port}\n\n\
          [InitiatorGroup1]\n  InitiatorName \"ALL\"\n  Netmask ALL\n\n\
          [LogicalUnit1]\n  TargetName {IQN_DISK}\n  Mapping PortalGroup1 InitiatorGroup1\n  AuthMethod Auto\n\
-         AuthGroup AuthGroup1\n  UseDigest Auto\n  UnitType Disk\n  QueueDepth 64\n\
+         AuthGroup AuthGroup1\n  UseDigest {use_digest}\n  UnitType Disk\n  QueueDepth 64\n\
          LUN0 Storage {l0} Auto\n  LUN1 Storage {l1} Auto\n  LUN2 Storage {l2} Auto\n\n\
          [LogicalUnit2]\n  TargetName {IQN_AUTH}\n  Mapping PortalGroup1 InitiatorGroup1\n  AuthMethod CHAP\n\
          AuthGroup AuthGroup1\n  UseDigest Auto\n  UnitType Disk\n  QueueDepth 64\n\

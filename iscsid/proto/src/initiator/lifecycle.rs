@@ -174,6 +174,11 @@ impl Initiator {
         }
         self.take_back(sid, now);
         self.close_conn(sid);
+        if let SessionError::Login(LoginError::DigestRejected { header, data }) = e {
+            if self.digest_fallback(sid, header, data, now) {
+                return;
+            }
+        }
         if auth && self.chap_fallback(sid, now) {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.last_error = Some(msg);
@@ -196,6 +201,29 @@ impl Initiator {
                 u16::from_be_bytes([q[4], q[5]])
             );
         }
+    }
+
+    /// A target that answers Reject to our digest offer of None (istgt with
+    /// `UseDigest`) is tried once more at once, offering "CRC32C,None" for
+    /// that digest; true if that is what happens now.
+    fn digest_fallback(&mut self, sid: SessionId, header: bool, data: bool, now: Instant) -> bool {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return false;
+        };
+        let new = (header && !s.digest_any.0, data && !s.digest_any.1);
+        if s.ending.is_some() || !(new.0 || new.1) {
+            return false;
+        }
+        s.digest_any = (s.digest_any.0 || header, s.digest_any.1 || data);
+        info!(
+            "{}: target rejected digest None, retrying offering CRC32C for{}{}",
+            s.name(),
+            if header { " HeaderDigest" } else { "" },
+            if data { " DataDigest" } else { "" }
+        );
+        s.state = State::Failed;
+        s.retry_at = Some(now);
+        true
     }
 
     /// A CHAP login that failed while SHA-256 was on offer is tried again

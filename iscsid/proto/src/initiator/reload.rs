@@ -238,6 +238,7 @@ impl Initiator {
         s.redirect = None;
         s.moved_to = None;
         s.chap_md5_only = false;
+        s.digest_any = (false, false);
         if s.conn.is_none() {
             s.state = if s.cfg.disabled {
                 State::Disabled

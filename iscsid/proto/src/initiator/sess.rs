@@ -10,7 +10,7 @@ use super::config::TargetConfig;
 use super::{ClientId, ConnId, SessionId, State};
 use crate::chap::ChapConfig;
 use crate::login::LoginConfig;
-use crate::negotiate::{Params, SessionKind};
+use crate::negotiate::{DigestPref, Params, SessionKind};
 use crate::session::{Session, SessionConfig, Timeouts};
 use crate::task::ScsiTask;
 
@@ -90,6 +90,9 @@ pub struct Sess {
     /// Offer only CHAP_A=5: set after a login failed with SHA-256 on offer
     /// (tgt takes CHAP_A=7 for SHA-1), until the configuration changes.
     pub chap_md5_only: bool,
+    /// Offer "CRC32C,None" for (HeaderDigest, DataDigest): set after the
+    /// target answered Reject to our None, until the configuration changes.
+    pub digest_any: (bool, bool),
     /// Kernel tag -> connections the command has gone down with.
     pub reissued: BTreeMap<u32, u8>,
 }
@@ -126,6 +129,7 @@ impl Sess {
             isid,
             isid_generation: 0,
             chap_md5_only: false,
+            digest_any: (false, false),
             reissued: BTreeMap::new(),
         }
     }
@@ -199,6 +203,13 @@ impl Sess {
         });
         let r = &random;
         let t = self.cfg.timers;
+        let mut prefs = self.cfg.prefs.clone();
+        if self.digest_any.0 {
+            prefs.header_digest = DigestPref::Any;
+        }
+        if self.digest_any.1 {
+            prefs.data_digest = DigestPref::Any;
+        }
         let cfg = SessionConfig {
             login: LoginConfig {
                 isid: self.current_isid(),
@@ -217,7 +228,7 @@ impl Sess {
                     self.cfg.targetname.clone()
                 },
                 kind: self.cfg.kind,
-                prefs: self.cfg.prefs.clone(),
+                prefs,
                 chap,
             },
             queue_depth: self.cfg.queue_depth,

@@ -41,6 +41,9 @@ pub struct SessionStatus {
     pub vscsi_target: Option<u32>,
     /// Negotiated parameters, while logged in.
     pub params: Option<Params>,
+    /// (HeaderDigest, DataDigest) offered as "CRC32C,None" because the
+    /// target rejected None.
+    pub digest_fallback: (bool, bool),
     pub timers: Timers,
     pub luns: Vec<u32>,
     pub in_flight: usize,
@@ -87,6 +90,7 @@ impl Initiator {
                     tsih: s.tsih,
                     vscsi_target: s.vscsi_target,
                     params: s.params.clone().filter(|_| s.state == State::LoggedIn),
+                    digest_fallback: s.digest_any,
                     timers: s.cfg.timers,
                     luns: s.luns.iter().copied().collect(),
                     in_flight,
