@@ -357,7 +357,7 @@ fn data_out(p: Pdu) -> DataOut {
     }
 }
 
-fn read(tag: u32, len: u32) -> ScsiTask {
+fn read(tag: u64, len: u32) -> ScsiTask {
     let blocks = (len / 512) as u16;
     let mut cdb = vec![0x28, 0, 0, 0, 0, 0x10, 0, 0, 0, 0];
     cdb[7..9].copy_from_slice(&blocks.to_be_bytes());
@@ -372,7 +372,7 @@ fn read(tag: u32, len: u32) -> ScsiTask {
     }
 }
 
-fn write(tag: u32, data: Vec<u8>) -> ScsiTask {
+fn write(tag: u64, data: Vec<u8>) -> ScsiTask {
     let blocks = (data.len() / 512) as u16;
     let mut cdb = vec![0x2a, 0, 0, 0, 0, 0x20, 0, 0, 0, 0];
     cdb[7..9].copy_from_slice(&blocks.to_be_bytes());
@@ -1117,7 +1117,7 @@ fn abort_racing_the_real_answer() {
 }
 
 /// Tags of the completions, each of which must be a retry.
-fn retried(ev: Vec<Event>) -> Vec<u32> {
+fn retried(ev: Vec<Event>) -> Vec<u64> {
     completions(ev)
         .into_iter()
         .map(|c| {
@@ -1127,7 +1127,7 @@ fn retried(ev: Vec<Event>) -> Vec<u32> {
         .collect()
 }
 
-fn read_lun(tag: u32, lun: u64) -> ScsiTask {
+fn read_lun(tag: u64, lun: u64) -> ScsiTask {
     ScsiTask {
         lun,
         ..read(tag, 512)
@@ -1179,7 +1179,7 @@ fn escalation_each_step_failing_in_turn() {
         t.failure(),
         SessionError::TargetReset(TmfFailure::Response(tmf_rsp::NOT_SUPPORTED))
     );
-    let back: Vec<u32> = t.s.take_tasks().iter().map(|t| t.tag).collect();
+    let back: Vec<u64> = t.s.take_tasks().iter().map(|t| t.tag).collect();
     assert_eq!(back, [5, 6, 7], "every command goes to the next connection");
 }
 
@@ -2084,7 +2084,7 @@ fn closed_session_ignores_input_and_returns_commands() {
     // A command arriving now is turned away, not lost.
     t.s.submit(read(3, 512), t.now);
     assert_eq!(one_completion(t.events()).status, Outcome::Retry);
-    let back: Vec<u32> = t.s.take_tasks().iter().map(|t| t.tag).collect();
+    let back: Vec<u64> = t.s.take_tasks().iter().map(|t| t.tag).collect();
     assert_eq!(back, [1, 2], "in CmdSN order");
     t.s.tick(t.now + Duration::from_secs(1000));
     assert!(t.events().is_empty());
@@ -2104,7 +2104,7 @@ fn reissue_order_is_oldest_first() {
     t.s.submit(read(4, 512), t.now);
     t.feed_bytes(&[0xff; 48]);
     assert!(matches!(t.failure(), SessionError::DataTooLong { .. }));
-    let back: Vec<u32> = t.s.take_tasks().iter().map(|t| t.tag).collect();
+    let back: Vec<u64> = t.s.take_tasks().iter().map(|t| t.tag).collect();
     assert_eq!(back, [0, 1, 2, 3, 4]);
 }
 

@@ -11,11 +11,20 @@ use super::pdu::{
 };
 use crate::scsi::{Direction, Outcome, SENSE_LEN};
 
+/// Who a command belongs to: kernel tags are 32 bits; the initiator's
+/// own commands (REPORT LUNS after a re-login) have bit 32 set, so the
+/// two can never be confused.
+pub type Tag = u64;
+
+/// The bit that marks the initiator's own commands.
+pub const INTERNAL_TAG: Tag = 1 << 32;
+
 /// A command as the engine hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScsiTask {
-    /// The kernel's tag, echoed in the completion.
-    pub tag: u32,
+    /// Echoed in the completion: the kernel's tag, or one of the
+    /// initiator's own commands (see [`Tag`]).
+    pub tag: Tag,
     /// The 8-byte LUN field.
     pub lun: u64,
     pub cdb: Vec<u8>,
@@ -32,7 +41,7 @@ pub struct ScsiTask {
 /// What goes back to the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
-    pub tag: u32,
+    pub tag: Tag,
     /// The command's direction, for the error counters.
     pub dir: Direction,
     pub status: Outcome,
@@ -41,7 +50,7 @@ pub struct Completion {
 }
 
 impl Completion {
-    pub fn status_only(tag: u32, dir: Direction, status: Outcome) -> Completion {
+    pub fn status_only(tag: Tag, dir: Direction, status: Outcome) -> Completion {
         Completion {
             tag,
             dir,

@@ -293,6 +293,10 @@ impl Engine {
     }
 
     fn done(&mut self, c: Completion) {
+        // The core keeps its own commands' completions to itself.
+        let Ok(tag) = u32::try_from(c.tag) else {
+            return error!("completion for a tag the kernel never gave: {:#x}", c.tag);
+        };
         let status = Status::from(c.status);
         let st = usize::try_from(status.raw()).unwrap_or(3).min(3);
         self.stats.completions[st] += 1;
@@ -304,7 +308,7 @@ impl Engine {
             self.stats.data_reads += 1;
             self.stats.bytes_read += c.data.len() as u64;
         }
-        let trailer = Done::trailer(c.tag, status, &c.sense);
+        let trailer = Done::trailer(tag, status, &c.sense);
         if let Err(e) = self
             .relay
             .compose_parts(procmsg::DONE, 0, 0, &[&c.data, &trailer], None)

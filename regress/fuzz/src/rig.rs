@@ -141,8 +141,8 @@ pub struct Rig {
     pub sent_pdus: usize,
     queue_depth: u32,
     /// Submitted tag -> expected transfer length, while not completed.
-    outstanding: HashMap<u32, u32>,
-    next_tag: u32,
+    outstanding: HashMap<u64, u32>,
+    next_tag: u64,
     /// Whether the rig can decode the session's output strictly: not while
     /// a fuzzed login may have switched digests on mid-buffer.
     strict: bool,
@@ -322,7 +322,7 @@ impl Rig {
     }
 
     /// Submits a command picked by `sel`; returns its tag.
-    pub fn submit(&mut self, sel: u8) -> u32 {
+    pub fn submit(&mut self, sel: u8) -> u64 {
         let tag = self.next_tag;
         self.next_tag = self.next_tag.wrapping_add(1);
         let len = [512u32, 4096, 1000, 65536][usize::from(sel >> 2 & 3)];

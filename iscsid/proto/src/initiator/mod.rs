@@ -37,7 +37,7 @@ pub use status::{Counts, SessionStatus, State};
 use crate::discovery::TargetRecord;
 use crate::lun;
 use crate::scsi::{self, Direction, Outcome};
-use crate::task::{Completion, ScsiTask};
+use crate::task::{Completion, ScsiTask, Tag};
 use sess::Sess;
 
 /// vscsi(4) has 256 targets on its bus.
@@ -182,12 +182,16 @@ impl Initiator {
             .filter(|sid| self.sessions.get(sid).is_some_and(|s| !s.removing()));
         let Some(sid) = sid else {
             // Nothing there: as an empty slot on a SCSI bus.
-            return self.complete(Completion::status_only(c.tag, c.dir, Outcome::Failed));
+            return self.complete(Completion::status_only(
+                Tag::from(c.tag),
+                c.dir,
+                Outcome::Failed,
+            ));
         };
         let Some(lunfield) = lun::encode(c.lun) else {
             let sense = scsi::fixed_sense(scsi::KEY_ILLEGAL_REQUEST, scsi::ASC_LUN_NOT_SUPPORTED);
             return self.complete(Completion {
-                tag: c.tag,
+                tag: Tag::from(c.tag),
                 dir: c.dir,
                 status: Outcome::Sense,
                 sense,
@@ -195,7 +199,7 @@ impl Initiator {
             });
         };
         let task = ScsiTask {
-            tag: c.tag,
+            tag: Tag::from(c.tag),
             lun: lunfield,
             cdb: c.cdb,
             dir: c.dir,

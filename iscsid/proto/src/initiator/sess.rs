@@ -12,7 +12,7 @@ use crate::chap::ChapConfig;
 use crate::login::LoginConfig;
 use crate::negotiate::{DigestPref, Params, SessionKind};
 use crate::session::{Session, SessionConfig, Timeouts};
-use crate::task::ScsiTask;
+use crate::task::{ScsiTask, Tag};
 
 /// The first reconnect waits this long; each failure doubles it up to the
 /// configured maximum.
@@ -94,7 +94,7 @@ pub struct Sess {
     /// target answered Reject to our None, until the configuration changes.
     pub digest_any: (bool, bool),
     /// Kernel tag -> connections the command has gone down with.
-    pub reissued: BTreeMap<u32, u8>,
+    pub reissued: BTreeMap<Tag, u8>,
 }
 
 impl Sess {
