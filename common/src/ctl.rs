@@ -247,7 +247,15 @@ pub fn put_params(w: &mut Writer, p: &Params) {
         .opt_bool(p.immediate_data)
         .opt_u32(p.default_time2wait)
         .opt_u32(p.default_time2retain)
-        .opt_u32(p.queue_depth);
+        .opt_u32(p.queue_depth)
+        .opt_u32(p.login_timeout)
+        .opt_u32(p.nop_interval)
+        .opt_u32(p.nop_timeout)
+        .opt_u32(p.command_timeout)
+        .opt_u32(p.tmf_timeout)
+        .opt_u32(p.replacement_timeout)
+        .opt_u32(p.reconnect_max)
+        .opt_u32(p.reissue_limit);
 }
 
 pub fn get_params(r: &mut Reader<'_>) -> Result<Params, WireError> {
@@ -275,6 +283,14 @@ pub fn get_params(r: &mut Reader<'_>) -> Result<Params, WireError> {
         default_time2wait: r.opt_u32()?,
         default_time2retain: r.opt_u32()?,
         queue_depth: r.opt_u32()?,
+        login_timeout: r.opt_u32()?,
+        nop_interval: r.opt_u32()?,
+        nop_timeout: r.opt_u32()?,
+        command_timeout: r.opt_u32()?,
+        tmf_timeout: r.opt_u32()?,
+        replacement_timeout: r.opt_u32()?,
+        reconnect_max: r.opt_u32()?,
+        reissue_limit: r.opt_u32()?,
     })
 }
 
@@ -575,11 +591,19 @@ mod tests {
     #[test]
     fn config_round_trip() {
         let text = "isid en 5 7\ninitiatorname \"iqn.x:y\"\nheaderdigest crc32c\n\
-                    target a {\n targetaddr 127.0.0.1 port 3261\n targetname \"iqn.t:a\"\n\
+                    nopinterval 4\nreplacementtimeout 0\n\
+                    target a {\n tmftimeout 9\n reissuelimit 1\n targetaddr 127.0.0.1 port 3261\n targetname \"iqn.t:a\"\n\
                     chap name alice secret \"secretsecret12\"\n chap mutual name tgt secret s3cr3t\n\
                     initialr2t no\n queuedepth 8\n}\n\
                     target d {\n discovery\n disabled\n targetaddr ::1\n}\n";
         let cfg = parse_str(text, "t").unwrap();
+        // The timers travel too, globally and per block.
+        let a = &cfg.targets[0].params;
+        assert_eq!(
+            (a.nop_interval, a.tmf_timeout, a.reissue_limit),
+            (Some(4), Some(9), Some(1))
+        );
+        assert_eq!(cfg.defaults.replacement_timeout, Some(0));
         let b = encode_config(&cfg);
         assert_eq!(decode_config(&b).unwrap(), cfg);
         // Every truncation is an error, never a panic.
