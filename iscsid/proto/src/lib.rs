@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod framing;
 pub mod login;
 pub mod lun;
+pub mod names;
 pub mod negotiate;
 pub mod pdu;
 pub mod scsi;
