@@ -590,9 +590,9 @@ mod tests {
 
     #[test]
     fn config_round_trip() {
-        let text = "isid en 5 7\ninitiatorname \"iqn.x:y\"\nheaderdigest crc32c\n\
+        let text = "isid en 5 7\ninitiatorname \"iqn.2001-04.com.example:y\"\nheaderdigest crc32c\n\
                     nopinterval 4\nreplacementtimeout 0\n\
-                    target a {\n tmftimeout 9\n reissuelimit 1\n targetaddr 127.0.0.1 port 3261\n targetname \"iqn.t:a\"\n\
+                    target a {\n tmftimeout 9\n reissuelimit 1\n targetaddr 127.0.0.1 port 3261\n targetname \"iqn.2001-04.com.example:a\"\n\
                     chap name alice secret \"secretsecret12\"\n chap mutual name tgt secret s3cr3t\n\
                     initialr2t no\n queuedepth 8\n}\n\
                     target d {\n discovery\n disabled\n targetaddr ::1\n}\n";

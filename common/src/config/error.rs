@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use proto::names::NameError;
+
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -128,6 +130,19 @@ pub enum ErrorKind {
     TargetNameTooLong {
         name: String,
     },
+    /// `target "" {`.
+    BlockNameEmpty,
+    /// A block name with white space or a control character in it.
+    BlockNameCharacter {
+        name: String,
+        ch: char,
+    },
+    /// An `initiatorname` or `targetname` that is no iSCSI name.
+    BadIscsiName {
+        keyword: &'static str,
+        name: String,
+        problem: NameError,
+    },
     DuplicateTarget {
         name: String,
     },
@@ -205,6 +220,30 @@ impl fmt::Display for ErrorKind {
             Misplaced { keyword, place } => write!(f, "{keyword} is not allowed {place}"),
             IsidType { value } => write!(f, "isid type {value} unknown"),
             TargetNameTooLong { name } => write!(f, "target name \"{name}\" too long"),
+            BlockNameEmpty => f.write_str("target block name is empty"),
+            BlockNameCharacter { name, ch } => {
+                // A control character is shown escaped, never raw.
+                let what = if ch.is_control() {
+                    "a control character"
+                } else {
+                    "white space"
+                };
+                write!(
+                    f,
+                    "target block name \"{}\" contains {what} ('{}')",
+                    name.escape_debug(),
+                    ch.escape_default()
+                )
+            }
+            BadIscsiName {
+                keyword,
+                name,
+                problem,
+            } => write!(
+                f,
+                "invalid {keyword} \"{}\": {problem}",
+                name.escape_debug()
+            ),
             DuplicateTarget { name } => write!(f, "target {name} defined twice"),
             PortRedefined => f.write_str("port cannot be redefined"),
             FamilyRedefined => f.write_str("address family cannot be redefined"),
