@@ -97,7 +97,7 @@ fn run() -> Result<(), String> {
     let mut c = Ctl { ib };
     match cmd {
         Command::Reload => reload(&mut c, cfg.as_ref()),
-        Command::Discover(addr) => discover(&mut c, &addr, &file),
+        Command::Discover { addr, port } => discover(&mut c, &addr, port, &file),
         Command::ShowSessions => show(&mut c, None, false),
         Command::ShowSession(n) => show(&mut c, Some(&n), false),
         Command::ShowSummary => show(&mut c, None, true),
@@ -189,22 +189,25 @@ fn show(c: &mut Ctl, name: Option<&str>, summary: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// "host", "host:port", "[v6]:port" or a bare IPv6 address; port 3260.
-fn resolve(addr: &str) -> Result<SocketAddr, String> {
+/// "host", "host:port", "[v6]:port" or a bare IPv6 address, with the port
+/// of a `port` argument if there was one (the parser made sure the address
+/// has none then), else 3260.
+fn resolve(addr: &str, port: Option<u16>) -> Result<SocketAddr, String> {
     if let Ok(sa) = addr.parse::<SocketAddr>() {
         return Ok(sa);
     }
+    let port = port.unwrap_or(config::DEFAULT_PORT);
     if let Ok(ip) = addr
         .trim_start_matches('[')
         .trim_end_matches(']')
         .parse::<std::net::IpAddr>()
     {
-        return Ok(SocketAddr::new(ip, config::DEFAULT_PORT));
+        return Ok(SocketAddr::new(ip, port));
     }
-    let with_port = if addr.contains(':') {
+    let with_port = if parser::has_port(addr) {
         addr.to_owned()
     } else {
-        format!("{addr}:{}", config::DEFAULT_PORT)
+        format!("{addr}:{port}")
     };
     with_port
         .to_socket_addrs()
@@ -213,8 +216,13 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("parse_host: {addr}: no address"))
 }
 
-fn discover(c: &mut Ctl, addr: &str, file: &std::path::Path) -> Result<(), String> {
-    let sa = resolve(addr)?;
+fn discover(
+    c: &mut Ctl,
+    addr: &str,
+    port: Option<u16>,
+    file: &std::path::Path,
+) -> Result<(), String> {
+    let sa = resolve(addr, port)?;
     // The global settings of iscsi.conf (initiator name, CHAP) apply if the
     // file is there; discovery works without one.
     let cfg = if file.exists() {

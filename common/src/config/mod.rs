@@ -214,6 +214,12 @@ pub enum DigestPref {
     Any,
 }
 
+/// A `port` argument as iscsi.conf writes it, for iscsictl's command
+/// line: 1 to 65535 or `iscsi`.
+pub fn parse_port(word: &str) -> Option<u16> {
+    resolve::port_from_str(word).ok()
+}
+
 /// Parses `path` and every file it includes. Relative includes are taken
 /// relative to the directory of the file that names them.
 pub fn parse_file(path: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -239,6 +245,16 @@ mod tests {
             qual: 0xabcd,
         };
         assert_eq!(isid.bytes(), [0x80, 0x12, 0x34, 0x56, 0xab, 0xcd]);
+    }
+
+    #[test]
+    fn parse_port_takes_what_targetaddr_takes() {
+        assert_eq!(parse_port("3261"), Some(3261));
+        assert_eq!(parse_port("iscsi"), Some(DEFAULT_PORT));
+        assert_eq!(parse_port("65535"), Some(65535));
+        for bad in ["0", "65536", "-1", "", "www", "32x", "99999999999999999999"] {
+            assert_eq!(parse_port(bad), None, "{bad}");
+        }
     }
 
     #[test]
