@@ -1,6 +1,7 @@
 //! The control protocol between iscsictl(8) and iscsid(8): imsg messages
 //! over the control socket. One request, then replies until a terminal one
-//! (`OK`, `FAIL`, `END` or a single-answer reply such as `STATS`).
+//! (`OK`, `FAIL`, `END` or a single-answer reply such as `STATS` or
+//! `RELOAD_RESULT`).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -31,6 +32,9 @@ pub mod kind {
     pub const STATS: u32 = 104;
     pub const DISCOVERED: u32 = 105;
     pub const POLL_RESULT: u32 = 106;
+    /// Answer to `RELOAD` that lists the blocks the daemon could not
+    /// start; a daemon that predates it answers `OK`.
+    pub const RELOAD_RESULT: u32 = 107;
 }
 
 /// Requests that change the daemon's state need root (checked with the
@@ -156,6 +160,51 @@ impl PollResult {
         u64::from(self.logged_in) + u64::from(self.failed) + u64::from(self.disabled)
             >= u64::from(self.sessions)
     }
+}
+
+/// Why the daemon did not start a target block of a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStartedReason {
+    /// All vscsi(4) target numbers are taken by other sessions.
+    NoFreeVscsiTarget,
+}
+
+impl NotStartedReason {
+    fn code(self) -> u8 {
+        match self {
+            NotStartedReason::NoFreeVscsiTarget => 0,
+        }
+    }
+
+    fn from_code(c: u8) -> Result<NotStartedReason, WireError> {
+        match c {
+            0 => Ok(NotStartedReason::NoFreeVscsiTarget),
+            v => Err(WireError::BadTag("not-started reason", v)),
+        }
+    }
+}
+
+impl fmt::Display for NotStartedReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotStartedReason::NoFreeVscsiTarget => "no free vscsi target",
+        })
+    }
+}
+
+/// A target block of the configuration that has no session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotStarted {
+    /// The block name.
+    pub name: String,
+    pub reason: NotStartedReason,
+}
+
+/// `RELOAD_RESULT`: the configuration was taken, but these blocks were
+/// not started.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReloadResult {
+    pub not_started: Vec<NotStarted>,
 }
 
 /// `iscsictl discover`: a one-off discovery session.
@@ -541,6 +590,31 @@ impl Discovered {
     }
 }
 
+impl ReloadResult {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(u32::try_from(self.not_started.len()).unwrap_or(u32::MAX));
+        for n in &self.not_started {
+            w.str(&n.name).u8(n.reason.code());
+        }
+        w.into_inner()
+    }
+
+    pub fn decode(b: &[u8]) -> Result<ReloadResult, CtlError> {
+        let mut r = Reader::new(b);
+        let mut not_started = Vec::new();
+        // No capacity from the count: it comes from the peer.
+        for _ in 0..r.u32()? {
+            not_started.push(NotStarted {
+                name: r.str()?,
+                reason: NotStartedReason::from_code(r.u8()?)?,
+            });
+        }
+        r.end()?;
+        Ok(ReloadResult { not_started })
+    }
+}
+
 impl PollResult {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
@@ -664,6 +738,70 @@ mod tests {
         let mut b = s.encode();
         b[4 + 4 + 1] = 42;
         assert!(SessionInfo::decode(&b).is_err());
+    }
+
+    #[test]
+    fn reload_result_round_trip() {
+        let empty = ReloadResult::default();
+        assert_eq!(empty.encode(), [0, 0, 0, 0]);
+        assert_eq!(ReloadResult::decode(&empty.encode()).unwrap(), empty);
+        let r = ReloadResult {
+            not_started: vec![
+                NotStarted {
+                    name: "disk9".into(),
+                    reason: NotStartedReason::NoFreeVscsiTarget,
+                },
+                NotStarted {
+                    name: "lab/iqn.2001-04.com.example:x".into(),
+                    reason: NotStartedReason::NoFreeVscsiTarget,
+                },
+            ],
+        };
+        let b = r.encode();
+        assert_eq!(ReloadResult::decode(&b).unwrap(), r);
+        for n in 0..b.len() {
+            assert!(ReloadResult::decode(&b[..n]).is_err(), "prefix {n}");
+        }
+        // count, then "disk9" with its u32 length, then the reason code.
+        assert_eq!(&b[..4], [0, 0, 0, 2]);
+        let reason_at = 4 + 4 + "disk9".len();
+        assert_eq!(b[reason_at], 0);
+        let mut future = b.clone();
+        future[reason_at] = 9;
+        assert_eq!(
+            ReloadResult::decode(&future),
+            Err(CtlError::Wire(WireError::BadTag("not-started reason", 9)))
+        );
+        // A huge count with nothing behind it is an error, not an
+        // allocation.
+        assert!(ReloadResult::decode(&[0xff, 0xff, 0xff, 0xff]).is_err());
+        assert_eq!(
+            NotStartedReason::NoFreeVscsiTarget.to_string(),
+            "no free vscsi target"
+        );
+    }
+
+    #[test]
+    fn reply_kinds_are_distinct() {
+        let mut all = [
+            kind::RELOAD,
+            kind::SHOW,
+            kind::VSCSI_STATS,
+            kind::DISCOVER,
+            kind::LOG_VERBOSE,
+            kind::POLL,
+            kind::OK,
+            kind::FAIL,
+            kind::SESSION,
+            kind::END,
+            kind::STATS,
+            kind::DISCOVERED,
+            kind::POLL_RESULT,
+            kind::RELOAD_RESULT,
+        ];
+        all.sort_unstable();
+        assert!(all.windows(2).all(|w| w[0] != w[1]), "{all:?}");
+        assert!(!needs_root(kind::RELOAD_RESULT));
     }
 
     #[test]

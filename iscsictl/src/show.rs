@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use common::ctl::{Discovered, PollResult, SessionInfo, VscsiStats};
+use common::ctl::{Discovered, NotStarted, PollResult, SessionInfo, VscsiStats};
 
 fn opt(o: &Option<impl std::fmt::Display>) -> String {
     o.as_ref()
@@ -141,6 +141,11 @@ pub fn discovered(d: &Discovered) -> String {
     o
 }
 
+/// One block a reload could not start, for stderr after "iscsictl: ".
+pub fn not_started(n: &NotStarted) -> String {
+    format!("{}: not started: {}", vis(&n.name), n.reason)
+}
+
 pub fn poll_failure(p: &PollResult) -> String {
     format!(
         "Configured sessions: {}\n\
@@ -167,6 +172,24 @@ mod tests {
         };
         let t = discovered(&d);
         assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+    }
+
+    #[test]
+    fn not_started_names_the_block_and_the_reason() {
+        use common::ctl::NotStartedReason;
+        let n = NotStarted {
+            name: "disk9".into(),
+            reason: NotStartedReason::NoFreeVscsiTarget,
+        };
+        assert_eq!(not_started(&n), "disk9: not started: no free vscsi target");
+        let evil = NotStarted {
+            name: "lab/iqn.x\x1b[2J".into(),
+            reason: NotStartedReason::NoFreeVscsiTarget,
+        };
+        assert_eq!(
+            not_started(&evil),
+            "lab/iqn.x\\033[2J: not started: no free vscsi target"
+        );
     }
 
     #[test]
