@@ -7,7 +7,7 @@ use super::lexer::{Keyword, Tok};
 use super::params::{self, ParamsAt};
 use super::parser::{Loc, PResult, Parser, Reported, Stream, TargetDraft};
 use super::resolve::{self, Family, PortProblem};
-use super::{Params, SessionType, Target, DEFAULT_PORT, MAX_TARGET_NAME};
+use super::{Params, SessionType, Target, DEFAULT_PORT};
 
 /// `HOST [port PORT] [inet|inet4|inet6]`, before resolution.
 struct AddrSpec {
@@ -26,21 +26,15 @@ impl Parser {
         let mut keep = named;
         // The name is the SessionName that iscsictl show prints and that
         // iscsictl show session takes as one argument.
-        let bad = name.chars().find(|c| c.is_whitespace() || c.is_control());
-        if named && name.is_empty() {
-            self.err(at, ErrorKind::BlockNameEmpty);
-            keep = false;
-        } else if let (true, Some(ch)) = (named, bad) {
+        let checked = proto::names::check_block_name(&name);
+        if let (true, Err(problem)) = (named, checked) {
             self.err(
                 at,
-                ErrorKind::BlockNameCharacter {
+                ErrorKind::BadBlockName {
                     name: name.clone(),
-                    ch,
+                    problem,
                 },
             );
-            keep = false;
-        } else if named && name.len() > MAX_TARGET_NAME {
-            self.err(at, ErrorKind::TargetNameTooLong { name: name.clone() });
             keep = false;
         } else if named && !self.names.insert(name.clone()) {
             self.err(at, ErrorKind::DuplicateTarget { name: name.clone() });
@@ -464,31 +458,45 @@ mod tests {
         let n32 = "n".repeat(32);
         assert_eq!(
             errs(&target("").replace("target t", &format!("target {n32}"))),
-            [format!("t.conf:1: target name \"{n32}\" too long")]
+            [format!(
+                "t.conf:1: target \"{n32}\": block name is 32 bytes long, at most 31 allowed"
+            )]
         );
         assert_eq!(
             errs(&format!("{}{}", target(""), target(""))),
             ["t.conf:6: target t defined twice"]
         );
         let named = |n: &str| errs(&target("").replace("target t", &format!("target {n}")));
-        assert_eq!(named("\"\""), ["t.conf:1: target block name is empty"]);
+        assert_eq!(
+            named("\"\""),
+            ["t.conf:1: target \"\": block name is empty"]
+        );
         assert_eq!(
             named("\"my disk\""),
-            ["t.conf:1: target block name \"my disk\" contains white space (' ')"]
+            ["t.conf:1: target \"my disk\": block name has white space (' ') at position 3"]
         );
         assert_eq!(
             named("\"a\tb\""),
-            ["t.conf:1: target block name \"a\\tb\" contains a control character ('\\t')"]
+            [
+                "t.conf:1: target \"a\\tb\": block name has a control character ('\\t') \
+              at position 2"
+            ]
         );
         let esc = named("\"a\x1bb\"");
         assert_eq!(
             esc,
-            ["t.conf:1: target block name \"a\\u{1b}b\" contains a control character ('\\u{1b}')"]
+            [
+                "t.conf:1: target \"a\\u{1b}b\": block name has a control character \
+              ('\\u{1b}') at position 2"
+            ]
         );
         assert!(!esc[0].chars().any(char::is_control));
         assert_eq!(
             named("\"bell\x07\""),
-            ["t.conf:1: target block name \"bell\\u{7}\" contains a control character ('\\u{7}')"]
+            [
+                "t.conf:1: target \"bell\\u{7}\": block name has a control character \
+              ('\\u{7}') at position 5"
+            ]
         );
         // Only the refused block is dropped: its options do not leak out.
         assert_eq!(
@@ -496,7 +504,7 @@ mod tests {
                 "target \"\" {{\n targetaddr 10.0.0.2\n}}\n{}",
                 target("")
             )),
-            ["t.conf:1: target block name is empty"]
+            ["t.conf:1: target \"\": block name is empty"]
         );
     }
 

@@ -127,15 +127,10 @@ pub enum ErrorKind {
     IsidType {
         value: String,
     },
-    TargetNameTooLong {
+    /// Empty, too long, or with white space or control characters.
+    BadBlockName {
         name: String,
-    },
-    /// `target "" {`.
-    BlockNameEmpty,
-    /// A block name with white space or a control character in it.
-    BlockNameCharacter {
-        name: String,
-        ch: char,
+        problem: NameError,
     },
     /// An `initiatorname` or `targetname` that is no iSCSI name.
     BadIscsiName {
@@ -219,21 +214,9 @@ impl fmt::Display for ErrorKind {
             UnknownKeyword { word } => write!(f, "unknown keyword {word}"),
             Misplaced { keyword, place } => write!(f, "{keyword} is not allowed {place}"),
             IsidType { value } => write!(f, "isid type {value} unknown"),
-            TargetNameTooLong { name } => write!(f, "target name \"{name}\" too long"),
-            BlockNameEmpty => f.write_str("target block name is empty"),
-            BlockNameCharacter { name, ch } => {
-                // A control character is shown escaped, never raw.
-                let what = if ch.is_control() {
-                    "a control character"
-                } else {
-                    "white space"
-                };
-                write!(
-                    f,
-                    "target block name \"{}\" contains {what} ('{}')",
-                    name.escape_debug(),
-                    ch.escape_default()
-                )
+            // Control characters are shown escaped, never raw.
+            BadBlockName { name, problem } => {
+                write!(f, "target \"{}\": {problem}", name.escape_debug())
             }
             BadIscsiName {
                 keyword,

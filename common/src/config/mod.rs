@@ -40,7 +40,7 @@ pub const DEFAULT_PATH: &str = "/etc/iscsi.conf";
 /// The iSCSI well-known port, used when `targetaddr` has no `port`.
 pub const DEFAULT_PORT: u16 = 3260;
 /// Longest target block name: base copies it into a 32-byte SessionName.
-pub const MAX_TARGET_NAME: usize = 31;
+pub const MAX_TARGET_NAME: usize = proto::names::MAX_BLOCK_NAME;
 /// Bounds of a CHAP secret in bytes.
 pub const CHAP_SECRET_MIN: usize = 1;
 pub const CHAP_SECRET_MAX: usize = 255;

@@ -1,5 +1,6 @@
 //! iSCSI names (RFC 7143 sections 4.2.7 and 6.1): the `iqn.`, `eui.` and
-//! `naa.` formats, checked before a name is configured or sent.
+//! `naa.` formats, checked before a name is configured or sent; and the
+//! names of iscsi.conf(5) target blocks, which become session names.
 //!
 //! RFC 7143 defines names as the output of the iSCSI stringprep profile
 //! (RFC 3722), which folds case, so a name written in upper case stands for
@@ -13,6 +14,9 @@ use std::fmt;
 
 /// RFC 7143 section 6.1: "iSCSI names ... are limited to 223 bytes".
 pub const MAX_NAME_LEN: usize = 223;
+/// Longest target block name: base copies it into a 32-byte SessionName
+/// with its NUL.
+pub const MAX_BLOCK_NAME: usize = 31;
 
 const IQN_PREFIX: &str = "iqn.";
 const EUI_PREFIX: &str = "eui.";
@@ -77,6 +81,16 @@ pub enum NameError {
         at: usize,
         ch: char,
     },
+    BlockNameEmpty,
+    BlockNameTooLong {
+        len: usize,
+    },
+    /// White space or a control character in a block name: it is printed
+    /// by `iscsictl show` and given to `iscsictl show session` as one word.
+    BlockNameCharacter {
+        at: usize,
+        ch: char,
+    },
 }
 
 impl fmt::Display for NameError {
@@ -125,6 +139,24 @@ impl fmt::Display for NameError {
                 ch.escape_default(),
                 at + 1
             ),
+            NameError::BlockNameEmpty => f.write_str("block name is empty"),
+            NameError::BlockNameTooLong { len } => write!(
+                f,
+                "block name is {len} bytes long, at most {MAX_BLOCK_NAME} allowed"
+            ),
+            NameError::BlockNameCharacter { at, ch } => {
+                let what = if ch.is_control() {
+                    "a control character"
+                } else {
+                    "white space"
+                };
+                write!(
+                    f,
+                    "block name has {what} ('{}') at position {}",
+                    ch.escape_default(),
+                    at + 1
+                )
+            }
         }
     }
 }
@@ -164,6 +196,24 @@ pub fn check(name: &str) -> Result<NameType, NameError> {
     } else {
         Err(NameError::UnknownType)
     }
+}
+
+/// Checks the name of a target block, which is not an iSCSI name but any
+/// printable text without white space, at most [`MAX_BLOCK_NAME`] bytes.
+pub fn check_block_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::BlockNameEmpty);
+    }
+    if let Some((at, ch)) = name
+        .char_indices()
+        .find(|&(_, c)| c.is_whitespace() || c.is_control())
+    {
+        return Err(NameError::BlockNameCharacter { at, ch });
+    }
+    if name.len() > MAX_BLOCK_NAME {
+        return Err(NameError::BlockNameTooLong { len: name.len() });
+    }
+    Ok(())
 }
 
 /// `yyyy-mm.reversed.domain[:anything]`, after `iqn.`.
@@ -294,6 +344,55 @@ mod tests {
             Err(NameError::TooLong {
                 len: MAX_NAME_LEN + 1
             })
+        );
+    }
+
+    #[test]
+    fn block_names() {
+        for ok in [
+            "disk1",
+            "sess-1",
+            "lab",
+            "\u{e9}t\u{e9}",
+            "a/b",
+            &"n".repeat(MAX_BLOCK_NAME),
+        ] {
+            assert_eq!(check_block_name(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(check_block_name(""), Err(NameError::BlockNameEmpty));
+        assert_eq!(
+            check_block_name(&"n".repeat(MAX_BLOCK_NAME + 1)),
+            Err(NameError::BlockNameTooLong {
+                len: MAX_BLOCK_NAME + 1
+            })
+        );
+        assert_eq!(
+            check_block_name("my disk"),
+            Err(NameError::BlockNameCharacter { at: 2, ch: ' ' })
+        );
+        assert_eq!(
+            check_block_name("a\x1b[2J"),
+            Err(NameError::BlockNameCharacter { at: 1, ch: '\x1b' })
+        );
+        assert_eq!(
+            check_block_name("bell\x07"),
+            Err(NameError::BlockNameCharacter { at: 4, ch: '\x07' })
+        );
+        // No-break space is white space too.
+        assert_eq!(
+            check_block_name("a\u{a0}b"),
+            Err(NameError::BlockNameCharacter {
+                at: 1,
+                ch: '\u{a0}'
+            })
+        );
+        assert_eq!(
+            check_block_name("a\tb").unwrap_err().to_string(),
+            "block name has a control character ('\\t') at position 2"
+        );
+        assert_eq!(
+            check_block_name("a b").unwrap_err().to_string(),
+            "block name has white space (' ') at position 2"
         );
     }
 
