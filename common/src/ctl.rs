@@ -109,6 +109,9 @@ pub struct SessionInfo {
     pub vscsi_target: Option<u32>,
     /// Negotiated parameters in effect, as iSCSI keys and values.
     pub params: Vec<(String, String)>,
+    /// The session's timers and recovery limits in effect, as names and
+    /// values (`config::timers::describe` gives them for a `Params`).
+    pub timers: Vec<(String, String)>,
     pub luns: Vec<u32>,
     pub in_flight: u32,
     pub queued: u32,
@@ -452,6 +455,10 @@ impl SessionInfo {
         for (k, v) in &self.params {
             w.str(k).str(v);
         }
+        w.u32(u32::try_from(self.timers.len()).unwrap_or(u32::MAX));
+        for (k, v) in &self.timers {
+            w.str(k).str(v);
+        }
         w.u32(u32::try_from(self.luns.len()).unwrap_or(u32::MAX));
         for l in &self.luns {
             w.u32(*l);
@@ -483,6 +490,10 @@ impl SessionInfo {
         for _ in 0..r.u32()? {
             params.push((r.str()?, r.str()?));
         }
+        let mut timers = Vec::new();
+        for _ in 0..r.u32()? {
+            timers.push((r.str()?, r.str()?));
+        }
         let mut luns = Vec::new();
         for _ in 0..r.u32()? {
             luns.push(r.u32()?);
@@ -498,6 +509,7 @@ impl SessionInfo {
             tsih,
             vscsi_target,
             params,
+            timers,
             luns,
             in_flight: r.u32()?,
             queued: r.u32()?,
@@ -699,11 +711,27 @@ mod tests {
             state: Some(SessionState::LoggedIn),
             portal: Some("[::1]:3260".parse().unwrap()),
             params: vec![("MaxBurstLength".into(), "262144".into())],
+            timers: crate::config::timers::describe(&Params {
+                nop_interval: Some(4),
+                ..Params::default()
+            }),
             luns: vec![0, 1, 300],
             last_error: Some("x".into()),
             ..SessionInfo::default()
         };
         assert_eq!(SessionInfo::decode(&s.encode()).unwrap(), s);
+        assert_eq!(s.timers[1], ("nopinterval".into(), "4".into()));
+        let b = s.encode();
+        for n in 0..b.len() {
+            assert!(SessionInfo::decode(&b[..n]).is_err(), "prefix {n}");
+        }
+        // The timers follow the parameters on the wire.
+        let no_timers = SessionInfo {
+            timers: Vec::new(),
+            ..s.clone()
+        };
+        let pairs: usize = s.timers.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+        assert_eq!(b.len(), no_timers.encode().len() + pairs);
         let st = VscsiStats {
             probes: 1,
             commands: [1, 2, 3],

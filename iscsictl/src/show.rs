@@ -56,13 +56,20 @@ pub fn session(s: &SessionInfo) -> String {
     if let Some(e) = &s.last_error {
         let _ = writeln!(o, "    Last error: {}", vis(e));
     }
-    if !s.params.is_empty() {
-        let _ = writeln!(o, "    Parameters:");
-        for (k, v) in &s.params {
-            let _ = writeln!(o, "        {}={}", vis(k), vis(v));
-        }
-    }
+    pairs(&mut o, "Parameters", &s.params);
+    pairs(&mut o, "Timers", &s.timers);
     o
+}
+
+/// A titled list of `key=value` lines, left out when empty.
+fn pairs(o: &mut String, title: &str, list: &[(String, String)]) {
+    if list.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "    {title}:");
+    for (k, v) in list {
+        let _ = writeln!(o, "        {}={}", vis(k), vis(v));
+    }
 }
 
 /// `show summary`: one line per session.
@@ -190,6 +197,46 @@ mod tests {
             not_started(&evil),
             "lab/iqn.x\\033[2J: not started: no free vscsi target"
         );
+    }
+
+    #[test]
+    fn session_lists_parameters_then_timers() {
+        let s = SessionInfo {
+            name: "data".into(),
+            params: vec![("HeaderDigest".into(), "CRC32C".into())],
+            timers: vec![
+                ("logintimeout".into(), "15".into()),
+                ("nopinterval".into(), "10".into()),
+            ],
+            ..SessionInfo::default()
+        };
+        let t = session(&s);
+        assert!(
+            t.ends_with(
+                "    Parameters:\n        HeaderDigest=CRC32C\n\
+                 \x20   Timers:\n        logintimeout=15\n        nopinterval=10\n"
+            ),
+            "{t}"
+        );
+        // Not logged in: no parameters, the timers still show.
+        let idle = SessionInfo {
+            params: Vec::new(),
+            ..s.clone()
+        };
+        let t = session(&idle);
+        assert!(!t.contains("Parameters:"), "{t}");
+        assert!(t.contains("    Timers:\n        logintimeout=15\n"), "{t}");
+        let none = SessionInfo {
+            timers: Vec::new(),
+            ..s
+        };
+        assert!(!session(&none).contains("Timers:"));
+        // Names and values from the daemon are escaped like the rest.
+        let evil = SessionInfo {
+            timers: vec![("x\x1b".into(), "1\x07".into())],
+            ..SessionInfo::default()
+        };
+        assert!(session(&evil).contains("        x\\033=1\\007\n"));
     }
 
     #[test]
