@@ -5,6 +5,7 @@
 use proto::names;
 
 use super::error::{ConfigError, ErrorKind};
+use super::lexer::Keyword;
 use super::parser::{Draft, FileInfo, Loc};
 use super::{Config, SessionType};
 
@@ -51,7 +52,7 @@ pub(crate) fn finish(d: Draft) -> Result<Config, Vec<ConfigError>> {
     } = d;
     errors.extend(check_name(
         &files,
-        "initiatorname",
+        Keyword::InitiatorName.name(),
         initiatorname.as_ref(),
         initiatorname_at,
     ));
@@ -94,13 +95,13 @@ pub(crate) fn finish(d: Draft) -> Result<Config, Vec<ConfigError>> {
         let mut target = t.target;
         errors.extend(check_name(
             &files,
-            "targetname",
+            Keyword::TargetName.name(),
             target.targetname.as_ref(),
             t.targetname_at,
         ));
         errors.extend(check_name(
             &files,
-            "initiatorname",
+            Keyword::InitiatorName.name(),
             target.initiatorname.as_ref(),
             t.initiatorname_at,
         ));

@@ -198,6 +198,16 @@ pub fn check(name: &str) -> Result<NameType, NameError> {
     }
 }
 
+/// The form of a name received from a target, or typed by someone, that
+/// we accept: ASCII upper case folded to lower case as stringprep would,
+/// then checked. The configuration does not fold (see the module comment);
+/// this is for names the initiator only compares or passes on.
+pub fn fold(name: &str) -> Result<String, NameError> {
+    let lower = name.to_ascii_lowercase();
+    check(&lower)?;
+    Ok(lower)
+}
+
 /// Checks the name of a target block, which is not an iSCSI name but any
 /// printable text without white space, at most [`MAX_BLOCK_NAME`] bytes.
 pub fn check_block_name(name: &str) -> Result<(), NameError> {
@@ -345,6 +355,24 @@ mod tests {
                 len: MAX_NAME_LEN + 1
             })
         );
+    }
+
+    #[test]
+    fn fold_lowers_ascii_and_checks() {
+        assert_eq!(
+            fold("eui.02004567A425678D"),
+            Ok("eui.02004567a425678d".to_owned())
+        );
+        assert_eq!(
+            fold("IQN.2001-04.com.Example:Disk"),
+            Ok("iqn.2001-04.com.example:disk".to_owned())
+        );
+        // Folding does not make anything else acceptable.
+        assert_eq!(
+            fold("iqn.2001-04.com.example:A\x1b"),
+            Err(NameError::BadCharacter { at: 25, ch: '\x1b' })
+        );
+        assert_eq!(fold("DISK1"), Err(NameError::UnknownType));
     }
 
     #[test]
