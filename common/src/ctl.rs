@@ -1,6 +1,7 @@
 //! The control protocol between iscsictl(8) and iscsid(8): imsg messages
 //! over the control socket. One request, then replies until a terminal one
-//! (`OK`, `FAIL`, `END` or a single-answer reply such as `STATS`).
+//! (`OK`, `FAIL`, `END` or a single-answer reply such as `STATS` or
+//! `RELOAD_RESULT`).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -31,6 +32,9 @@ pub mod kind {
     pub const STATS: u32 = 104;
     pub const DISCOVERED: u32 = 105;
     pub const POLL_RESULT: u32 = 106;
+    /// Answer to `RELOAD` that lists the blocks the daemon could not
+    /// start; a daemon that predates it answers `OK`.
+    pub const RELOAD_RESULT: u32 = 107;
 }
 
 /// Requests that change the daemon's state need root (checked with the
@@ -39,55 +43,32 @@ pub fn needs_root(k: u32) -> bool {
     matches!(k, kind::RELOAD | kind::DISCOVER | kind::LOG_VERBOSE)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionState {
-    /// Configured but not started yet.
-    Idle,
-    /// `disabled` in iscsi.conf.
-    Disabled,
-    /// TCP connect in progress.
-    Connecting,
-    /// Login exchange in progress.
-    LoggingIn,
-    /// Full feature phase.
-    LoggedIn,
-    /// Logout in progress.
-    LoggingOut,
-    /// The last attempt failed; waiting to retry.
-    Failed,
-    /// A discovery session that finished.
-    Done,
-}
+/// Session states and reasons are the core's own; these give them their
+/// codes on the wire.
+pub use proto::initiator::{NotStarted, NotStartedReason, State as SessionState};
 
-impl SessionState {
-    fn code(self) -> u8 {
-        self as u8
-    }
-
-    fn from_code(c: u8) -> Result<SessionState, WireError> {
-        use SessionState::*;
-        [
-            Idle, Disabled, Connecting, LoggingIn, LoggedIn, LoggingOut, Failed, Done,
-        ]
-        .get(usize::from(c))
-        .copied()
-        .ok_or(WireError::BadTag("session state", c))
+fn state_code(s: SessionState) -> u8 {
+    use SessionState::*;
+    match s {
+        Idle => 0,
+        Disabled => 1,
+        Connecting => 2,
+        LoggingIn => 3,
+        LoggedIn => 4,
+        LoggingOut => 5,
+        Failed => 6,
+        Done => 7,
     }
 }
 
-impl fmt::Display for SessionState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SessionState::Idle => "idle",
-            SessionState::Disabled => "disabled",
-            SessionState::Connecting => "connecting",
-            SessionState::LoggingIn => "logging in",
-            SessionState::LoggedIn => "logged in",
-            SessionState::LoggingOut => "logging out",
-            SessionState::Failed => "failed",
-            SessionState::Done => "done",
-        })
-    }
+fn state_from_code(c: u8) -> Result<SessionState, WireError> {
+    use SessionState::*;
+    [
+        Idle, Disabled, Connecting, LoggingIn, LoggedIn, LoggingOut, Failed, Done,
+    ]
+    .get(usize::from(c))
+    .copied()
+    .ok_or(WireError::BadTag("session state", c))
 }
 
 /// One session as `iscsictl show` prints it.
@@ -105,6 +86,9 @@ pub struct SessionInfo {
     pub vscsi_target: Option<u32>,
     /// Negotiated parameters in effect, as iSCSI keys and values.
     pub params: Vec<(String, String)>,
+    /// The session's timers and recovery limits in effect, as iscsi.conf(5)
+    /// keywords and values.
+    pub timers: Vec<(String, String)>,
     pub luns: Vec<u32>,
     pub in_flight: u32,
     pub queued: u32,
@@ -156,6 +140,26 @@ impl PollResult {
         u64::from(self.logged_in) + u64::from(self.failed) + u64::from(self.disabled)
             >= u64::from(self.sessions)
     }
+}
+
+fn reason_code(r: NotStartedReason) -> u8 {
+    match r {
+        NotStartedReason::NoFreeVscsiTarget => 0,
+    }
+}
+
+fn reason_from_code(c: u8) -> Result<NotStartedReason, WireError> {
+    match c {
+        0 => Ok(NotStartedReason::NoFreeVscsiTarget),
+        v => Err(WireError::BadTag("not-started reason", v)),
+    }
+}
+
+/// `RELOAD_RESULT`: the configuration was taken, but these blocks were
+/// not started.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReloadResult {
+    pub not_started: Vec<NotStarted>,
 }
 
 /// `iscsictl discover`: a one-off discovery session.
@@ -247,7 +251,15 @@ pub fn put_params(w: &mut Writer, p: &Params) {
         .opt_bool(p.immediate_data)
         .opt_u32(p.default_time2wait)
         .opt_u32(p.default_time2retain)
-        .opt_u32(p.queue_depth);
+        .opt_u32(p.queue_depth)
+        .opt_u32(p.login_timeout)
+        .opt_u32(p.nop_interval)
+        .opt_u32(p.nop_timeout)
+        .opt_u32(p.command_timeout)
+        .opt_u32(p.tmf_timeout)
+        .opt_u32(p.replacement_timeout)
+        .opt_u32(p.reconnect_max)
+        .opt_u32(p.reissue_limit);
 }
 
 pub fn get_params(r: &mut Reader<'_>) -> Result<Params, WireError> {
@@ -275,6 +287,14 @@ pub fn get_params(r: &mut Reader<'_>) -> Result<Params, WireError> {
         default_time2wait: r.opt_u32()?,
         default_time2retain: r.opt_u32()?,
         queue_depth: r.opt_u32()?,
+        login_timeout: r.opt_u32()?,
+        nop_interval: r.opt_u32()?,
+        nop_timeout: r.opt_u32()?,
+        command_timeout: r.opt_u32()?,
+        tmf_timeout: r.opt_u32()?,
+        replacement_timeout: r.opt_u32()?,
+        reconnect_max: r.opt_u32()?,
+        reissue_limit: r.opt_u32()?,
     })
 }
 
@@ -376,7 +396,7 @@ impl SessionInfo {
         let mut w = Writer::new();
         w.str(&self.name)
             .bool(self.discovery)
-            .u8(self.state.map_or(0xff, SessionState::code))
+            .u8(self.state.map_or(0xff, state_code))
             .opt_str(self.targetname.as_deref())
             .opt_sockaddr(self.portal.as_ref())
             .str(&self.initiatorname)
@@ -385,6 +405,10 @@ impl SessionInfo {
             .opt_u32(self.vscsi_target)
             .u32(u32::try_from(self.params.len()).unwrap_or(u32::MAX));
         for (k, v) in &self.params {
+            w.str(k).str(v);
+        }
+        w.u32(u32::try_from(self.timers.len()).unwrap_or(u32::MAX));
+        for (k, v) in &self.timers {
             w.str(k).str(v);
         }
         w.u32(u32::try_from(self.luns.len()).unwrap_or(u32::MAX));
@@ -406,7 +430,7 @@ impl SessionInfo {
         let discovery = r.bool()?;
         let state = match r.u8()? {
             0xff => None,
-            c => Some(SessionState::from_code(c)?),
+            c => Some(state_from_code(c)?),
         };
         let targetname = r.opt_str()?;
         let portal = r.opt_sockaddr()?;
@@ -417,6 +441,10 @@ impl SessionInfo {
         let mut params = Vec::new();
         for _ in 0..r.u32()? {
             params.push((r.str()?, r.str()?));
+        }
+        let mut timers = Vec::new();
+        for _ in 0..r.u32()? {
+            timers.push((r.str()?, r.str()?));
         }
         let mut luns = Vec::new();
         for _ in 0..r.u32()? {
@@ -433,6 +461,7 @@ impl SessionInfo {
             tsih,
             vscsi_target,
             params,
+            timers,
             luns,
             in_flight: r.u32()?,
             queued: r.u32()?,
@@ -525,6 +554,31 @@ impl Discovered {
     }
 }
 
+impl ReloadResult {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(u32::try_from(self.not_started.len()).unwrap_or(u32::MAX));
+        for n in &self.not_started {
+            w.str(&n.name).u8(reason_code(n.reason));
+        }
+        w.into_inner()
+    }
+
+    pub fn decode(b: &[u8]) -> Result<ReloadResult, CtlError> {
+        let mut r = Reader::new(b);
+        let mut not_started = Vec::new();
+        // No capacity from the count: it comes from the peer.
+        for _ in 0..r.u32()? {
+            not_started.push(NotStarted {
+                name: r.str()?,
+                reason: reason_from_code(r.u8()?)?,
+            });
+        }
+        r.end()?;
+        Ok(ReloadResult { not_started })
+    }
+}
+
 impl PollResult {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
@@ -574,12 +628,20 @@ mod tests {
 
     #[test]
     fn config_round_trip() {
-        let text = "isid en 5 7\ninitiatorname \"iqn.x:y\"\nheaderdigest crc32c\n\
-                    target a {\n targetaddr 127.0.0.1 port 3261\n targetname \"iqn.t:a\"\n\
+        let text = "isid en 5 7\ninitiatorname \"iqn.2001-04.com.example:y\"\nheaderdigest crc32c\n\
+                    nopinterval 4\nreplacementtimeout 0\n\
+                    target a {\n tmftimeout 9\n reissuelimit 1\n targetaddr 127.0.0.1 port 3261\n targetname \"iqn.2001-04.com.example:a\"\n\
                     chap name alice secret \"secretsecret12\"\n chap mutual name tgt secret s3cr3t\n\
                     initialr2t no\n queuedepth 8\n}\n\
                     target d {\n discovery\n disabled\n targetaddr ::1\n}\n";
         let cfg = parse_str(text, "t").unwrap();
+        // The timers travel too, globally and per block.
+        let a = &cfg.targets[0].params;
+        assert_eq!(
+            (a.nop_interval, a.tmf_timeout, a.reissue_limit),
+            (Some(4), Some(9), Some(1))
+        );
+        assert_eq!(cfg.defaults.replacement_timeout, Some(0));
         let b = encode_config(&cfg);
         assert_eq!(decode_config(&b).unwrap(), cfg);
         // Every truncation is an error, never a panic.
@@ -601,11 +663,27 @@ mod tests {
             state: Some(SessionState::LoggedIn),
             portal: Some("[::1]:3260".parse().unwrap()),
             params: vec![("MaxBurstLength".into(), "262144".into())],
+            timers: vec![
+                ("logintimeout".into(), "15".into()),
+                ("nopinterval".into(), "4".into()),
+            ],
             luns: vec![0, 1, 300],
             last_error: Some("x".into()),
             ..SessionInfo::default()
         };
         assert_eq!(SessionInfo::decode(&s.encode()).unwrap(), s);
+        assert_eq!(s.timers[1], ("nopinterval".into(), "4".into()));
+        let b = s.encode();
+        for n in 0..b.len() {
+            assert!(SessionInfo::decode(&b[..n]).is_err(), "prefix {n}");
+        }
+        // The timers follow the parameters on the wire.
+        let no_timers = SessionInfo {
+            timers: Vec::new(),
+            ..s.clone()
+        };
+        let pairs: usize = s.timers.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+        assert_eq!(b.len(), no_timers.encode().len() + pairs);
         let st = VscsiStats {
             probes: 1,
             commands: [1, 2, 3],
@@ -640,6 +718,70 @@ mod tests {
         let mut b = s.encode();
         b[4 + 4 + 1] = 42;
         assert!(SessionInfo::decode(&b).is_err());
+    }
+
+    #[test]
+    fn reload_result_round_trip() {
+        let empty = ReloadResult::default();
+        assert_eq!(empty.encode(), [0, 0, 0, 0]);
+        assert_eq!(ReloadResult::decode(&empty.encode()).unwrap(), empty);
+        let r = ReloadResult {
+            not_started: vec![
+                NotStarted {
+                    name: "disk9".into(),
+                    reason: NotStartedReason::NoFreeVscsiTarget,
+                },
+                NotStarted {
+                    name: "lab/iqn.2001-04.com.example:x".into(),
+                    reason: NotStartedReason::NoFreeVscsiTarget,
+                },
+            ],
+        };
+        let b = r.encode();
+        assert_eq!(ReloadResult::decode(&b).unwrap(), r);
+        for n in 0..b.len() {
+            assert!(ReloadResult::decode(&b[..n]).is_err(), "prefix {n}");
+        }
+        // count, then "disk9" with its u32 length, then the reason code.
+        assert_eq!(&b[..4], [0, 0, 0, 2]);
+        let reason_at = 4 + 4 + "disk9".len();
+        assert_eq!(b[reason_at], 0);
+        let mut future = b.clone();
+        future[reason_at] = 9;
+        assert_eq!(
+            ReloadResult::decode(&future),
+            Err(CtlError::Wire(WireError::BadTag("not-started reason", 9)))
+        );
+        // A huge count with nothing behind it is an error, not an
+        // allocation.
+        assert!(ReloadResult::decode(&[0xff, 0xff, 0xff, 0xff]).is_err());
+        assert_eq!(
+            NotStartedReason::NoFreeVscsiTarget.to_string(),
+            "no free vscsi target"
+        );
+    }
+
+    #[test]
+    fn reply_kinds_are_distinct() {
+        let mut all = [
+            kind::RELOAD,
+            kind::SHOW,
+            kind::VSCSI_STATS,
+            kind::DISCOVER,
+            kind::LOG_VERBOSE,
+            kind::POLL,
+            kind::OK,
+            kind::FAIL,
+            kind::SESSION,
+            kind::END,
+            kind::STATS,
+            kind::DISCOVERED,
+            kind::POLL_RESULT,
+            kind::RELOAD_RESULT,
+        ];
+        all.sort_unstable();
+        assert!(all.windows(2).all(|w| w[0] != w[1]), "{all:?}");
+        assert!(!needs_root(kind::RELOAD_RESULT));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use common::config::{self, Config};
-use common::ctl::{self, kind, DiscoverRequest, PollResult};
+use common::ctl::{self, kind, DiscoverRequest, PollResult, ReloadResult};
 use common::imsg::{Imsg, ImsgBuf};
 use parser::Command;
 
@@ -97,7 +97,7 @@ fn run() -> Result<(), String> {
     let mut c = Ctl { ib };
     match cmd {
         Command::Reload => reload(&mut c, cfg.as_ref()),
-        Command::Discover(addr) => discover(&mut c, &addr, &file),
+        Command::Discover { addr, port } => discover(&mut c, &addr, port, &file),
         Command::ShowSessions => show(&mut c, None, false),
         Command::ShowSession(n) => show(&mut c, Some(&n), false),
         Command::ShowSummary => show(&mut c, None, true),
@@ -132,7 +132,32 @@ fn reload(c: &mut Ctl, cfg: Option<&Config>) -> Result<(), String> {
     let Some(cfg) = cfg else {
         return Err("no configuration".into());
     };
-    c.simple(kind::RELOAD, &ctl::encode_config(cfg))?;
+    c.send(kind::RELOAD, &ctl::encode_config(cfg))?;
+    let m = c.recv()?;
+    let result = match m.kind {
+        // A daemon that started every block, or one older than
+        // RELOAD_RESULT.
+        kind::OK => ReloadResult::default(),
+        kind::RELOAD_RESULT => ReloadResult::decode(&m.data).map_err(|e| e.to_string())?,
+        kind::FAIL => return Err(format!("command failed: {}", ctl::decode_text(&m.data))),
+        k => return Err(format!("unexpected reply {k}")),
+    };
+    println!("command successful");
+    for n in &result.not_started {
+        eprintln!("iscsictl: {}", show::not_started(n));
+    }
+    // The blocks that did start are still worth waiting for.
+    settle(c)?;
+    if result.not_started.is_empty() {
+        Ok(())
+    } else {
+        // Already reported, line by line.
+        Err(String::new())
+    }
+}
+
+/// Waits for the sessions to log in or fail once, as base iscsictl does.
+fn settle(c: &mut Ctl) -> Result<(), String> {
     print!("waiting for config to settle..");
     let mut last = PollResult::default();
     for _ in 0..POLL_ATTEMPTS {
@@ -189,22 +214,25 @@ fn show(c: &mut Ctl, name: Option<&str>, summary: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// "host", "host:port", "[v6]:port" or a bare IPv6 address; port 3260.
-fn resolve(addr: &str) -> Result<SocketAddr, String> {
+/// "host", "host:port", "[v6]:port" or a bare IPv6 address, with the port
+/// of a `port` argument if there was one (the parser made sure the address
+/// has none then), else 3260.
+fn resolve(addr: &str, port: Option<u16>) -> Result<SocketAddr, String> {
     if let Ok(sa) = addr.parse::<SocketAddr>() {
         return Ok(sa);
     }
+    let port = port.unwrap_or(config::DEFAULT_PORT);
     if let Ok(ip) = addr
         .trim_start_matches('[')
         .trim_end_matches(']')
         .parse::<std::net::IpAddr>()
     {
-        return Ok(SocketAddr::new(ip, config::DEFAULT_PORT));
+        return Ok(SocketAddr::new(ip, port));
     }
-    let with_port = if addr.contains(':') {
+    let with_port = if parser::has_port(addr) {
         addr.to_owned()
     } else {
-        format!("{addr}:{}", config::DEFAULT_PORT)
+        format!("{addr}:{port}")
     };
     with_port
         .to_socket_addrs()
@@ -213,8 +241,13 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("parse_host: {addr}: no address"))
 }
 
-fn discover(c: &mut Ctl, addr: &str, file: &std::path::Path) -> Result<(), String> {
-    let sa = resolve(addr)?;
+fn discover(
+    c: &mut Ctl,
+    addr: &str,
+    port: Option<u16>,
+    file: &std::path::Path,
+) -> Result<(), String> {
+    let sa = resolve(addr, port)?;
     // The global settings of iscsi.conf (initiator name, CHAP) apply if the
     // file is there; discovery works without one.
     let cfg = if file.exists() {
@@ -241,5 +274,85 @@ fn discover(c: &mut Ctl, addr: &str, file: &std::path::Path) -> Result<(), Strin
             kind::FAIL => return Err(format!("discovery failed: {}", ctl::decode_text(&m.data))),
             k => return Err(format!("unexpected reply {k}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::ctl::{NotStarted, NotStartedReason};
+
+    /// Runs `reload` against a daemon that answers RELOAD with
+    /// (`reply_kind`, `reply`) and every POLL with "settled".
+    fn reload_against(reply_kind: u32, reply: Vec<u8>) -> Result<(), String> {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let daemon = std::thread::spawn(move || {
+            let mut ib = ImsgBuf::new(theirs.into());
+            ib.set_max_size(ctl::MAX_MSG);
+            let m = ib.recv_blocking().unwrap().unwrap();
+            assert_eq!(m.kind, kind::RELOAD);
+            assert_eq!(ctl::decode_config(&m.data).unwrap(), Config::default());
+            ib.compose(reply_kind, 0, 0, &reply, None).unwrap();
+            ib.write_all().unwrap();
+            let settled = PollResult {
+                sessions: 1,
+                logged_in: 1,
+                ..PollResult::default()
+            };
+            while let Ok(Some(m)) = ib.recv_blocking() {
+                assert_eq!(m.kind, kind::POLL);
+                ib.compose(kind::POLL_RESULT, 0, 0, &settled.encode(), None)
+                    .unwrap();
+                ib.write_all().unwrap();
+            }
+        });
+        let mut ib = ImsgBuf::new(ours.into());
+        ib.set_max_size(ctl::MAX_MSG);
+        let mut c = Ctl { ib };
+        let r = reload(&mut c, Some(&Config::default()));
+        drop(c);
+        daemon.join().unwrap();
+        r
+    }
+
+    #[test]
+    fn reload_takes_the_old_ok_and_the_new_result() {
+        assert_eq!(reload_against(kind::OK, Vec::new()), Ok(()));
+        assert_eq!(
+            reload_against(kind::RELOAD_RESULT, ReloadResult::default().encode()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn reload_fails_when_a_block_was_not_started() {
+        let r = ReloadResult {
+            not_started: vec![NotStarted {
+                name: "disk9".into(),
+                reason: NotStartedReason::NoFreeVscsiTarget,
+            }],
+        };
+        // The lines are printed by reload itself; the status is 1 with no
+        // further message.
+        assert_eq!(
+            reload_against(kind::RELOAD_RESULT, r.encode()),
+            Err(String::new())
+        );
+    }
+
+    #[test]
+    fn reload_reports_failures_and_garbage() {
+        assert_eq!(
+            reload_against(kind::FAIL, b"no".to_vec()),
+            Err("command failed: no".into())
+        );
+        assert_eq!(
+            reload_against(kind::RELOAD_RESULT, vec![0, 0, 0, 1]),
+            Err("bad control message: truncated message: need 4 bytes, have 0".into())
+        );
+        assert_eq!(
+            reload_against(kind::END, Vec::new()),
+            Err(format!("unexpected reply {}", kind::END))
+        );
     }
 }

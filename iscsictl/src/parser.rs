@@ -2,11 +2,18 @@
 //! unambiguous prefix, as in base iscsictl.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use common::config;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Reload,
-    Discover(String),
+    /// `discover ADDRESS [port PORT]`; a port may also be part of ADDRESS.
+    Discover {
+        addr: String,
+        port: Option<u16>,
+    },
     ShowSummary,
     ShowSessions,
     ShowSession(String),
@@ -22,6 +29,9 @@ pub enum ParseError {
     Unknown(String, Vec<&'static str>),
     Superfluous(String),
     MissingArgument(&'static str),
+    InvalidPort(String),
+    /// `port` after an address that already has one.
+    PortTwice(String),
 }
 
 impl fmt::Display for ParseError {
@@ -44,6 +54,10 @@ impl fmt::Display for ParseError {
             }
             ParseError::Superfluous(w) => write!(f, "superfluous argument: {w}"),
             ParseError::MissingArgument(what) => write!(f, "missing argument: {what}"),
+            ParseError::InvalidPort(w) => {
+                write!(f, "invalid port {w}: expected 1..65535 or iscsi")
+            }
+            ParseError::PortTwice(a) => write!(f, "address {a} already has a port"),
         }
     }
 }
@@ -73,8 +87,22 @@ pub fn parse(args: &[String]) -> Result<Command, ParseError> {
     let cmd = match pick(it.next(), &["discover", "log", "reload", "show"])? {
         "reload" => Command::Reload,
         "discover" => {
-            let a = it.next().ok_or(ParseError::MissingArgument("address"))?;
-            Command::Discover(a.to_owned())
+            let addr = it.next().ok_or(ParseError::MissingArgument("address"))?;
+            let mut port = None;
+            if let Some(w) = it.next() {
+                pick(Some(w), &["port"])?;
+                let p = it.next().ok_or(ParseError::MissingArgument("port"))?;
+                if has_port(addr) {
+                    return Err(ParseError::PortTwice(addr.to_owned()));
+                }
+                port = Some(
+                    config::parse_port(p).ok_or_else(|| ParseError::InvalidPort(p.to_owned()))?,
+                );
+            }
+            Command::Discover {
+                addr: addr.to_owned(),
+                port,
+            }
         }
         "log" => match pick(it.next(), &["brief", "verbose"])? {
             "verbose" => Command::LogVerbose,
@@ -103,6 +131,15 @@ pub fn parse(args: &[String]) -> Result<Command, ParseError> {
     }
 }
 
+/// "host:port" or "[v6]:port"; a bare IPv6 address has colons but no port.
+pub fn has_port(addr: &str) -> bool {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let bare = addr.trim_start_matches('[').trim_end_matches(']');
+    addr.contains(':') && bare.parse::<IpAddr>().is_err()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,7 +165,79 @@ mod tests {
         assert_eq!(p("log b"), Ok(Command::LogBrief));
         assert_eq!(
             p("discover 10.0.0.1"),
-            Ok(Command::Discover("10.0.0.1".into()))
+            Ok(Command::Discover {
+                addr: "10.0.0.1".into(),
+                port: None
+            })
+        );
+    }
+
+    #[test]
+    fn discover_port_as_iscsi_conf_writes_it() {
+        let d = |addr: &str, port| {
+            Ok(Command::Discover {
+                addr: addr.into(),
+                port,
+            })
+        };
+        assert_eq!(p("discover 10.0.0.1 port 3261"), d("10.0.0.1", Some(3261)));
+        assert_eq!(p("disc 10.0.0.1 p 3261"), d("10.0.0.1", Some(3261)));
+        assert_eq!(p("discover 10.0.0.1 port iscsi"), d("10.0.0.1", Some(3260)));
+        assert_eq!(
+            p("discover 2001:db8::20 port 860"),
+            d("2001:db8::20", Some(860))
+        );
+        assert_eq!(
+            p("discover [2001:db8::20] port 860"),
+            d("[2001:db8::20]", Some(860))
+        );
+        assert_eq!(
+            p("discover portal.example port 3261"),
+            d("portal.example", Some(3261))
+        );
+        // The older forms still work.
+        assert_eq!(p("discover 10.0.0.1:3261"), d("10.0.0.1:3261", None));
+        assert_eq!(
+            p("discover [2001:db8::20]:3261"),
+            d("[2001:db8::20]:3261", None)
+        );
+        assert_eq!(p("discover 2001:db8::20"), d("2001:db8::20", None));
+
+        assert_eq!(
+            p("discover 10.0.0.1 port"),
+            Err(ParseError::MissingArgument("port"))
+        );
+        assert_eq!(
+            p("discover 10.0.0.1 port 0"),
+            Err(ParseError::InvalidPort("0".into()))
+        );
+        assert_eq!(
+            p("discover 10.0.0.1 port 65536"),
+            Err(ParseError::InvalidPort("65536".into()))
+        );
+        assert_eq!(
+            p("discover 10.0.0.1 port www"),
+            Err(ParseError::InvalidPort("www".into()))
+        );
+        assert_eq!(
+            p("discover 10.0.0.1:3261 port 3262"),
+            Err(ParseError::PortTwice("10.0.0.1:3261".into()))
+        );
+        assert_eq!(
+            p("discover portal.example:3261 port 3262"),
+            Err(ParseError::PortTwice("portal.example:3261".into()))
+        );
+        assert_eq!(
+            p("discover [::1]:3261 port 3262"),
+            Err(ParseError::PortTwice("[::1]:3261".into()))
+        );
+        assert!(matches!(
+            p("discover 10.0.0.1 inet6"),
+            Err(ParseError::Unknown(..))
+        ));
+        assert_eq!(
+            p("discover 10.0.0.1 port 3261 now"),
+            Err(ParseError::Superfluous("now".into()))
         );
     }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use common::ctl::{Discovered, PollResult, SessionInfo, VscsiStats};
+use common::ctl::{Discovered, NotStarted, PollResult, SessionInfo, VscsiStats};
 
 fn opt(o: &Option<impl std::fmt::Display>) -> String {
     o.as_ref()
@@ -56,13 +56,20 @@ pub fn session(s: &SessionInfo) -> String {
     if let Some(e) = &s.last_error {
         let _ = writeln!(o, "    Last error: {}", vis(e));
     }
-    if !s.params.is_empty() {
-        let _ = writeln!(o, "    Parameters:");
-        for (k, v) in &s.params {
-            let _ = writeln!(o, "        {}={}", vis(k), vis(v));
-        }
-    }
+    pairs(&mut o, "Parameters", &s.params);
+    pairs(&mut o, "Timers", &s.timers);
     o
+}
+
+/// A titled list of `key=value` lines, left out when empty.
+fn pairs(o: &mut String, title: &str, list: &[(String, String)]) {
+    if list.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "    {title}:");
+    for (k, v) in list {
+        let _ = writeln!(o, "        {}={}", vis(k), vis(v));
+    }
 }
 
 /// `show summary`: one line per session.
@@ -141,6 +148,11 @@ pub fn discovered(d: &Discovered) -> String {
     o
 }
 
+/// One block a reload could not start, for stderr after "iscsictl: ".
+pub fn not_started(n: &NotStarted) -> String {
+    format!("{}: not started: {}", vis(&n.name), n.reason)
+}
+
 pub fn poll_failure(p: &PollResult) -> String {
     format!(
         "Configured sessions: {}\n\
@@ -167,6 +179,64 @@ mod tests {
         };
         let t = discovered(&d);
         assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+    }
+
+    #[test]
+    fn not_started_names_the_block_and_the_reason() {
+        use common::ctl::NotStartedReason;
+        let n = NotStarted {
+            name: "disk9".into(),
+            reason: NotStartedReason::NoFreeVscsiTarget,
+        };
+        assert_eq!(not_started(&n), "disk9: not started: no free vscsi target");
+        let evil = NotStarted {
+            name: "lab/iqn.x\x1b[2J".into(),
+            reason: NotStartedReason::NoFreeVscsiTarget,
+        };
+        assert_eq!(
+            not_started(&evil),
+            "lab/iqn.x\\033[2J: not started: no free vscsi target"
+        );
+    }
+
+    #[test]
+    fn session_lists_parameters_then_timers() {
+        let s = SessionInfo {
+            name: "data".into(),
+            params: vec![("HeaderDigest".into(), "CRC32C".into())],
+            timers: vec![
+                ("logintimeout".into(), "15".into()),
+                ("nopinterval".into(), "10".into()),
+            ],
+            ..SessionInfo::default()
+        };
+        let t = session(&s);
+        assert!(
+            t.ends_with(
+                "    Parameters:\n        HeaderDigest=CRC32C\n\
+                 \x20   Timers:\n        logintimeout=15\n        nopinterval=10\n"
+            ),
+            "{t}"
+        );
+        // Not logged in: no parameters, the timers still show.
+        let idle = SessionInfo {
+            params: Vec::new(),
+            ..s.clone()
+        };
+        let t = session(&idle);
+        assert!(!t.contains("Parameters:"), "{t}");
+        assert!(t.contains("    Timers:\n        logintimeout=15\n"), "{t}");
+        let none = SessionInfo {
+            timers: Vec::new(),
+            ..s
+        };
+        assert!(!session(&none).contains("Timers:"));
+        // Names and values from the daemon are escaped like the rest.
+        let evil = SessionInfo {
+            timers: vec![("x\x1b".into(), "1\x07".into())],
+            ..SessionInfo::default()
+        };
+        assert!(session(&evil).contains("        x\\033=1\\007\n"));
     }
 
     #[test]

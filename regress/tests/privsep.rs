@@ -99,7 +99,7 @@ fn control_socket_refuses_state_changes_from_non_root() {
     fs::set_permissions(&d.socket, fs::Permissions::from_mode(0o666)).unwrap();
     fs::set_permissions(&d.dir.path, fs::Permissions::from_mode(0o755)).unwrap();
     let ctl = d.ctl();
-    ctl.write_config("target x {\n\ttargetaddr 127.0.0.1 port 1\n\ttargetname \"iqn.x:y\"\n}\n");
+    ctl.write_config("target x {\n\ttargetaddr 127.0.0.1 port 1\n\ttargetname \"iqn.2026-11.org.example:y\"\n}\n");
     fs::set_permissions(&ctl.config, fs::Permissions::from_mode(0o644)).unwrap();
     let s = d.socket.to_string_lossy().into_owned();
     let c = ctl.config.to_string_lossy().into_owned();
@@ -184,7 +184,7 @@ fn broken_config_is_reported_and_nothing_is_sent() {
     let _emu = Emulator::listen(&dev).expect("emulator");
     let d = Daemon::start(&dev);
     let ctl = d.ctl();
-    ctl.write_config("target ok {\n\ttargetaddr 127.0.0.1\n\ttargetname \"iqn.a:b\"\n}\ntarget bad {\n\tfrobnicate yes\n\tmaxburstlength 12\n}\n");
+    ctl.write_config("target ok {\n\ttargetaddr 127.0.0.1\n\ttargetname \"iqn.2026-11.org.example:b\"\n}\ntarget bad {\n\tfrobnicate yes\n\tmaxburstlength 12\n}\n");
     let o = ctl.run(&["reload"]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -200,7 +200,7 @@ fn broken_config_is_reported_and_nothing_is_sent() {
         "a broken config changed the daemon"
     );
     // Secrets in a file others can read are refused, as ssh does.
-    ctl.write_config("target a {\n\ttargetaddr 127.0.0.1\n\ttargetname \"iqn.a:b\"\n\tchap name u secret \"secretsecret12\"\n}\n");
+    ctl.write_config("target a {\n\ttargetaddr 127.0.0.1\n\ttargetname \"iqn.2026-11.org.example:b\"\n\tchap name u secret \"secretsecret12\"\n}\n");
     fs::set_permissions(&ctl.config, fs::Permissions::from_mode(0o644)).unwrap();
     let o = ctl.run(&["reload"]);
     assert_eq!(o.status.code(), Some(1));

@@ -7,7 +7,7 @@ use super::lexer::{Keyword, Tok};
 use super::params::{self, ParamsAt};
 use super::parser::{Loc, PResult, Parser, Reported, Stream, TargetDraft};
 use super::resolve::{self, Family, PortProblem};
-use super::{Params, SessionType, Target, DEFAULT_PORT, MAX_TARGET_NAME};
+use super::{Params, SessionType, Target, DEFAULT_PORT};
 
 /// `HOST [port PORT] [inet|inet4|inet6]`, before resolution.
 struct AddrSpec {
@@ -24,8 +24,17 @@ impl Parser {
         let named = name.is_ok();
         let name = name.unwrap_or_default();
         let mut keep = named;
-        if named && name.len() > MAX_TARGET_NAME {
-            self.err(at, ErrorKind::TargetNameTooLong { name: name.clone() });
+        // The name is the SessionName that iscsictl show prints and that
+        // iscsictl show session takes as one argument.
+        let checked = proto::names::check_block_name(&name);
+        if let (true, Err(problem)) = (named, checked) {
+            self.err(
+                at,
+                ErrorKind::BadBlockName {
+                    name: name.clone(),
+                    problem,
+                },
+            );
             keep = false;
         } else if named && !self.names.insert(name.clone()) {
             self.err(at, ErrorKind::DuplicateTarget { name: name.clone() });
@@ -56,6 +65,8 @@ impl Parser {
                 params: Params::default(),
             },
             at,
+            targetname_at: None,
+            initiatorname_at: None,
             params: ParamsAt::default(),
             had_error: false,
         };
@@ -134,9 +145,13 @@ impl Parser {
             Keyword::Disabled => t.disabled = true,
             Keyword::Normal => t.session_type = SessionType::Normal,
             Keyword::Discovery => t.session_type = SessionType::Discovery,
-            Keyword::TargetName => t.targetname = Some(self.expect_text(s, "a target name")?),
+            Keyword::TargetName => {
+                t.targetname = Some(self.expect_text(s, "a target name")?);
+                d.targetname_at = Some(at);
+            }
             Keyword::InitiatorName => {
-                t.initiatorname = Some(self.expect_text(s, "an initiator name")?)
+                t.initiatorname = Some(self.expect_text(s, "an initiator name")?);
+                d.initiatorname_at = Some(at);
             }
             Keyword::TargetAddr => t.targetaddr = Some(self.address(s, at, DEFAULT_PORT)?),
             // Base resolves with the iscsi service and then zeroes the port.
@@ -256,7 +271,7 @@ mod tests {
         let c = ok("target \"sess-1\" {\n\
                     \tdisabled\n\
                     \tdiscovery\n\
-                    \ttargetname iqn.a:b\n\
+                    \ttargetname iqn.2001-04.com.example:b\n\
                     \tinitiatorname \"iqn.1995-11.org.openbsd.iscsid:me\"\n\
                     \ttargetaddr 192.0.2.1 port 3261 inet\n\
                     \tinitiatoraddr 192.0.2.100\n\
@@ -265,7 +280,7 @@ mod tests {
         assert_eq!(t.name, "sess-1");
         assert!(t.disabled);
         assert_eq!(t.session_type, SessionType::Discovery);
-        assert_eq!(t.targetname.as_deref(), Some("iqn.a:b"));
+        assert_eq!(t.targetname.as_deref(), Some("iqn.2001-04.com.example:b"));
         assert_eq!(
             t.initiatorname.as_deref(),
             Some("iqn.1995-11.org.openbsd.iscsid:me")
@@ -277,12 +292,12 @@ mod tests {
     #[test]
     fn later_options_overwrite_earlier_ones() {
         let c = ok("target a { disabled\n discovery\n targetaddr 10.0.0.1\n\
-                    targetaddr 10.0.0.2\n enabled\n normal\n targetname x\n targetname y }\n");
+                    targetaddr 10.0.0.2\n enabled\n normal\n targetname iqn.2001-04.com.example:x\n targetname iqn.2001-04.com.example:y }\n");
         let t = &c.targets[0];
         assert!(!t.disabled);
         assert_eq!(t.session_type, SessionType::Normal);
         assert_eq!(t.targetaddr, Some("10.0.0.2:3260".parse().unwrap()));
-        assert_eq!(t.targetname.as_deref(), Some("y"));
+        assert_eq!(t.targetname.as_deref(), Some("iqn.2001-04.com.example:y"));
         assert_eq!(t.line, 1);
     }
 
@@ -291,14 +306,14 @@ mod tests {
         // Blank lines anywhere, first option on the brace line, brace after
         // the last option.
         let c = ok(
-            "\n\ntarget a { targetaddr 10.0.0.2\n\n\n targetname x\n\n}\n\n\
-                    target b {\n targetaddr 10.0.0.3\n targetname x }\n",
+            "\n\ntarget a { targetaddr 10.0.0.2\n\n\n targetname iqn.2001-04.com.example:x\n\n}\n\n\
+                    target b {\n targetaddr 10.0.0.3\n targetname iqn.2001-04.com.example:x }\n",
         );
         assert_eq!(c.targets.len(), 2);
         assert_eq!(c.targets[0].line, 3);
         assert_eq!(c.targets[1].line, 10);
         assert_eq!(
-            errs("target a { targetaddr 10.0.0.2 targetname x }\n"),
+            errs("target a { targetaddr 10.0.0.2 targetname iqn.2001-04.com.example:x }\n"),
             ["t.conf:1: syntax error: expected end of line, found keyword targetname"]
         );
         assert_eq!(
@@ -314,7 +329,7 @@ mod tests {
         );
         // A bad header still opens the block, so no cascade follows.
         assert_eq!(
-            errs("target a b {\n targetaddr 10.0.0.2\n targetname x\n}\n"),
+            errs("target a b {\n targetaddr 10.0.0.2\n targetname iqn.2001-04.com.example:x\n}\n"),
             ["t.conf:1: syntax error: expected '{', found \"b\""]
         );
         assert_eq!(
@@ -443,11 +458,53 @@ mod tests {
         let n32 = "n".repeat(32);
         assert_eq!(
             errs(&target("").replace("target t", &format!("target {n32}"))),
-            [format!("t.conf:1: target name \"{n32}\" too long")]
+            [format!(
+                "t.conf:1: target \"{n32}\": block name is 32 bytes long, at most 31 allowed"
+            )]
         );
         assert_eq!(
             errs(&format!("{}{}", target(""), target(""))),
             ["t.conf:6: target t defined twice"]
+        );
+        let named = |n: &str| errs(&target("").replace("target t", &format!("target {n}")));
+        assert_eq!(
+            named("\"\""),
+            ["t.conf:1: target \"\": block name is empty"]
+        );
+        assert_eq!(
+            named("\"my disk\""),
+            ["t.conf:1: target \"my disk\": block name has white space (' ') at position 3"]
+        );
+        assert_eq!(
+            named("\"a\tb\""),
+            [
+                "t.conf:1: target \"a\\tb\": block name has a control character ('\\t') \
+              at position 2"
+            ]
+        );
+        let esc = named("\"a\x1bb\"");
+        assert_eq!(
+            esc,
+            [
+                "t.conf:1: target \"a\\u{1b}b\": block name has a control character \
+              ('\\u{1b}') at position 2"
+            ]
+        );
+        assert!(!esc[0].chars().any(char::is_control));
+        assert_eq!(
+            named("\"bell\x07\""),
+            [
+                "t.conf:1: target \"bell\\u{7}\": block name has a control character \
+              ('\\u{7}') at position 5"
+            ]
+        );
+        // Only the refused block is dropped: its options do not leak out.
+        assert_eq!(
+            errs(&format!(
+                "target \"\" {{\n targetaddr 10.0.0.2\n}}\n{}",
+                target("")
+            )),
+            ["t.conf:1: target \"\": block name is empty"]
         );
     }
 
@@ -468,7 +525,7 @@ mod tests {
         );
         // The error on the closing line still closes the block.
         assert_eq!(
-            errs("target a { targetname }\ntarget b {\n targetaddr 10.0.0.2\n targetname x\n}\n"),
+            errs("target a { targetname }\ntarget b {\n targetaddr 10.0.0.2\n targetname iqn.2001-04.com.example:x\n}\n"),
             ["t.conf:1: syntax error: expected a target name, found '}'"]
         );
         assert_eq!(

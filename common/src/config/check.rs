@@ -2,7 +2,10 @@
 //! target, checks that need the merged values, and the file-mode rule for
 //! CHAP secrets.
 
+use proto::names;
+
 use super::error::{ConfigError, ErrorKind};
+use super::lexer::Keyword;
 use super::parser::{Draft, FileInfo, Loc};
 use super::{Config, SessionType};
 
@@ -16,16 +19,43 @@ fn error_at(files: &[FileInfo], at: Loc, kind: ErrorKind) -> ConfigError {
     }
 }
 
+/// An error unless `name`, set at `at`, is an iSCSI name we accept.
+fn check_name(
+    files: &[FileInfo],
+    keyword: &'static str,
+    name: Option<&String>,
+    at: Option<Loc>,
+) -> Option<ConfigError> {
+    let (name, at) = (name?, at?);
+    let problem = names::check(name).err()?;
+    Some(error_at(
+        files,
+        at,
+        ErrorKind::BadIscsiName {
+            keyword,
+            name: name.clone(),
+            problem,
+        },
+    ))
+}
+
 pub(crate) fn finish(d: Draft) -> Result<Config, Vec<ConfigError>> {
     let Draft {
         files,
         mut errors,
         isid,
         initiatorname,
+        initiatorname_at,
         globals,
         targets,
         secret_files,
     } = d;
+    errors.extend(check_name(
+        &files,
+        Keyword::InitiatorName.name(),
+        initiatorname.as_ref(),
+        initiatorname_at,
+    ));
     let g = &globals.params;
     if let (Some(first), Some(max), Some(at)) = (
         g.first_burst_length,
@@ -63,6 +93,18 @@ pub(crate) fn finish(d: Draft) -> Result<Config, Vec<ConfigError>> {
             errors.push(error_at(&files, at, ErrorKind::MutualChapWithoutName));
         }
         let mut target = t.target;
+        errors.extend(check_name(
+            &files,
+            Keyword::TargetName.name(),
+            target.targetname.as_ref(),
+            t.targetname_at,
+        ));
+        errors.extend(check_name(
+            &files,
+            Keyword::InitiatorName.name(),
+            target.initiatorname.as_ref(),
+            t.initiatorname_at,
+        ));
         if !t.had_error {
             if target.targetaddr.is_none() {
                 errors.push(error_at(
@@ -127,7 +169,7 @@ mod tests {
     fn globals_merge_under_block_values_wherever_they_appear() {
         let c = ok(&format!(
             "headerdigest crc32c\nqueuedepth 32\nchap name g secret gsecret\n\
-             {}target u {{\n targetaddr 10.0.0.3\n targetname n\n headerdigest none\n\
+             {}target u {{\n targetaddr 10.0.0.3\n targetname iqn.2001-04.com.example:n\n headerdigest none\n\
              chap name own secret osecret\n}}\nmaxburstlength 65536\n",
             target("")
         ));
@@ -224,6 +266,82 @@ mod tests {
         );
         let c = ok("target d {\n discovery\n targetaddr 10.0.0.2\n}\n");
         assert_eq!(c.targets[0].targetname, None);
+    }
+
+    #[test]
+    fn iscsi_names_are_checked_where_they_are_set() {
+        // Global initiatorname: blamed on its own line, once, however many
+        // blocks inherit it.
+        assert_eq!(
+            errs(&format!("\ninitiatorname iqn.x:y\n{}", target(""))),
+            ["t.conf:2: invalid initiatorname \"iqn.x:y\": \
+              iqn. must be followed by a date yyyy-mm and '.'"]
+        );
+        assert_eq!(
+            errs(&target(
+                " initiatorname \"iqn.2001-04.com.example:a\x1b[2J\""
+            )),
+            [
+                "t.conf:4: invalid initiatorname \"iqn.2001-04.com.example:a\\u{1b}[2J\": \
+              character '\\u{1b}' at position 26 is not allowed in an iSCSI name \
+              (only a-z, 0-9, '-', '.' and ':')"
+            ]
+        );
+        let bel = errs(
+            "target t {\n targetaddr 10.0.0.2\n targetname \"iqn.2001-04.com.example:\x07\"\n}\n",
+        );
+        assert_eq!(
+            bel,
+            [
+                "t.conf:3: invalid targetname \"iqn.2001-04.com.example:\\u{7}\": \
+              character '\\u{7}' at position 25 is not allowed in an iSCSI name \
+              (only a-z, 0-9, '-', '.' and ':')"
+            ]
+        );
+        // Nothing raw reaches the terminal.
+        assert!(!bel[0].chars().any(char::is_control), "{bel:?}");
+        assert_eq!(
+            errs("target t {\n targetaddr 10.0.0.2\n targetname naa.52004567BA64678D\n}\n"),
+            [
+                "t.conf:3: invalid targetname \"naa.52004567BA64678D\": upper-case 'B' \
+              at position 13: iSCSI names are lower case, write it in lower case"
+            ]
+        );
+        assert_eq!(
+            errs("target t {\n targetaddr 10.0.0.2\n targetname \"\"\n}\n"),
+            ["t.conf:3: invalid targetname \"\": empty iSCSI name"]
+        );
+        // A block's own initiatorname is checked even when the global one
+        // is fine, and the global one even when every block has its own.
+        assert_eq!(
+            errs(&format!(
+                "initiatorname iqn.2001-04.com.example:host\n{}",
+                target(" initiatorname disk1")
+            )),
+            ["t.conf:5: invalid initiatorname \"disk1\": \
+              iSCSI name must start with iqn., eui. or naa."]
+        );
+        assert_eq!(
+            errs(&format!(
+                "initiatorname eui.0\n{}",
+                target(" initiatorname iqn.2001-04.com.example:own")
+            )),
+            ["t.conf:1: invalid initiatorname \"eui.0\": \
+              eui. must be followed by 16 hex digits, not 1"]
+        );
+        let c = ok(&format!(
+            "initiatorname eui.02004567a425678d\n{}target d {{\n discovery\n targetaddr 10.0.0.3\n}}\n",
+            target("").replace("iqn.2001-04.com.example:t", "naa.6001405abcdef0123456789abcdef012")
+        ));
+        assert_eq!(
+            c.targets[0].targetname.as_deref(),
+            Some("naa.6001405abcdef0123456789abcdef012")
+        );
+        assert_eq!(c.targets[1].targetname, None);
+        assert_eq!(
+            c.targets[1].initiatorname.as_deref(),
+            Some("eui.02004567a425678d")
+        );
     }
 
     fn messages(e: Vec<super::ConfigError>) -> Vec<String> {

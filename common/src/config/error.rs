@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use proto::names::NameError;
+
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -125,8 +127,16 @@ pub enum ErrorKind {
     IsidType {
         value: String,
     },
-    TargetNameTooLong {
+    /// Empty, too long, or with white space or control characters.
+    BadBlockName {
         name: String,
+        problem: NameError,
+    },
+    /// An `initiatorname` or `targetname` that is no iSCSI name.
+    BadIscsiName {
+        keyword: &'static str,
+        name: String,
+        problem: NameError,
     },
     DuplicateTarget {
         name: String,
@@ -204,7 +214,19 @@ impl fmt::Display for ErrorKind {
             UnknownKeyword { word } => write!(f, "unknown keyword {word}"),
             Misplaced { keyword, place } => write!(f, "{keyword} is not allowed {place}"),
             IsidType { value } => write!(f, "isid type {value} unknown"),
-            TargetNameTooLong { name } => write!(f, "target name \"{name}\" too long"),
+            // Control characters are shown escaped, never raw.
+            BadBlockName { name, problem } => {
+                write!(f, "target \"{}\": {problem}", name.escape_debug())
+            }
+            BadIscsiName {
+                keyword,
+                name,
+                problem,
+            } => write!(
+                f,
+                "invalid {keyword} \"{}\": {problem}",
+                name.escape_debug()
+            ),
             DuplicateTarget { name } => write!(f, "target {name} defined twice"),
             PortRedefined => f.write_str("port cannot be redefined"),
             FamilyRedefined => f.write_str("address family cannot be redefined"),

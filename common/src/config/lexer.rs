@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use super::error::{ConfigError, ErrorKind, NumberProblem};
+use super::timers::Timer;
 
 /// Index of a file in the parser's file table.
 pub(crate) type FileId = usize;
@@ -65,12 +66,15 @@ pub(crate) enum Keyword {
     Target,
     TargetAddr,
     TargetName,
+    /// One of the daemon's timers, an extension of this parser.
+    Timer(Timer),
 }
 
 /// (spelling, keyword); `inet4` is base's alias of `inet`.
 const KEYWORDS: &[(&str, Keyword)] = &[
     ("address", Keyword::Address),
     ("chap", Keyword::Chap),
+    ("commandtimeout", Keyword::Timer(Timer::Command)),
     ("datadigest", Keyword::DataDigest),
     ("defaulttime2retain", Keyword::DefaultTime2Retain),
     ("defaulttime2wait", Keyword::DefaultTime2Wait),
@@ -88,18 +92,25 @@ const KEYWORDS: &[(&str, Keyword)] = &[
     ("initiatoraddr", Keyword::InitiatorAddr),
     ("initiatorname", Keyword::InitiatorName),
     ("isid", Keyword::Isid),
+    ("logintimeout", Keyword::Timer(Timer::Login)),
     ("maxburstlength", Keyword::MaxBurstLength),
     ("maxoutstandingr2t", Keyword::MaxOutstandingR2T),
     (
         "maxrecvdatasegmentlength",
         Keyword::MaxRecvDataSegmentLength,
     ),
+    ("nopinterval", Keyword::Timer(Timer::NopInterval)),
+    ("noptimeout", Keyword::Timer(Timer::NopTimeout)),
     ("normal", Keyword::Normal),
     ("port", Keyword::Port),
     ("queuedepth", Keyword::QueueDepth),
+    ("reconnectmax", Keyword::Timer(Timer::ReconnectMax)),
+    ("reissuelimit", Keyword::Timer(Timer::ReissueLimit)),
+    ("replacementtimeout", Keyword::Timer(Timer::Replacement)),
     ("target", Keyword::Target),
     ("targetaddr", Keyword::TargetAddr),
     ("targetname", Keyword::TargetName),
+    ("tmftimeout", Keyword::Timer(Timer::Tmf)),
 ];
 
 impl Keyword {

@@ -6,7 +6,8 @@
 //! `name = value` macros, nested `include "file"`, and the NUMBER-versus-STRING
 //! rule that makes `10.0.0.2` a string. On top of base this parser accepts
 //! `port 3260`, IPv6 addresses with scope, CHAP and operational parameters,
-//! global defaults for those parameters, and a global `initiatorname`.
+//! the daemon's timers, global defaults for those parameters, and a global
+//! `initiatorname`.
 //!
 //! Like parse.y it keeps going after an error so that one run reports every
 //! problem; nothing is returned unless the whole file is clean. Global
@@ -25,19 +26,21 @@ mod resolve;
 mod source;
 #[cfg(test)]
 mod testutil;
+pub mod timers;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 pub use error::{ConfigError, ErrorKind, FileProblem, NumberProblem, Place};
+pub use timers::Timer;
 
 /// Where iscsictl(8) looks for the configuration by default.
 pub const DEFAULT_PATH: &str = "/etc/iscsi.conf";
 /// The iSCSI well-known port, used when `targetaddr` has no `port`.
 pub const DEFAULT_PORT: u16 = 3260;
 /// Longest target block name: base copies it into a 32-byte SessionName.
-pub const MAX_TARGET_NAME: usize = 31;
+pub const MAX_TARGET_NAME: usize = proto::names::MAX_BLOCK_NAME;
 /// Bounds of a CHAP secret in bytes.
 pub const CHAP_SECRET_MIN: usize = 1;
 pub const CHAP_SECRET_MAX: usize = 255;
@@ -119,6 +122,24 @@ pub struct Params {
     pub default_time2retain: Option<u32>,
     /// Our per-session limit of commands in flight.
     pub queue_depth: Option<u32>,
+    // The daemon's timers and recovery limits, not negotiated; defaults
+    // and bounds are in `timers`. Seconds unless said otherwise.
+    /// How long a login may take.
+    pub login_timeout: Option<u32>,
+    /// Idle time before a NOP-Out ping.
+    pub nop_interval: Option<u32>,
+    /// No PDU this long after a ping: the connection is dead.
+    pub nop_timeout: Option<u32>,
+    /// From a command's first issue until task management starts.
+    pub command_timeout: Option<u32>,
+    /// How long each task management step waits.
+    pub tmf_timeout: Option<u32>,
+    /// How long commands are held while the session is down.
+    pub replacement_timeout: Option<u32>,
+    /// Upper bound of the reconnect backoff.
+    pub reconnect_max: Option<u32>,
+    /// A count: failed connections a command may go down with.
+    pub reissue_limit: Option<u32>,
 }
 
 impl Params {
@@ -146,6 +167,14 @@ impl Params {
             default_time2wait: pick(&self.default_time2wait, &defaults.default_time2wait),
             default_time2retain: pick(&self.default_time2retain, &defaults.default_time2retain),
             queue_depth: pick(&self.queue_depth, &defaults.queue_depth),
+            login_timeout: pick(&self.login_timeout, &defaults.login_timeout),
+            nop_interval: pick(&self.nop_interval, &defaults.nop_interval),
+            nop_timeout: pick(&self.nop_timeout, &defaults.nop_timeout),
+            command_timeout: pick(&self.command_timeout, &defaults.command_timeout),
+            tmf_timeout: pick(&self.tmf_timeout, &defaults.tmf_timeout),
+            replacement_timeout: pick(&self.replacement_timeout, &defaults.replacement_timeout),
+            reconnect_max: pick(&self.reconnect_max, &defaults.reconnect_max),
+            reissue_limit: pick(&self.reissue_limit, &defaults.reissue_limit),
         }
     }
 }
@@ -185,6 +214,12 @@ pub enum DigestPref {
     Any,
 }
 
+/// A `port` argument as iscsi.conf writes it, for iscsictl's command
+/// line: 1 to 65535 or `iscsi`.
+pub fn parse_port(word: &str) -> Option<u16> {
+    resolve::port_from_str(word).ok()
+}
+
 /// Parses `path` and every file it includes. Relative includes are taken
 /// relative to the directory of the file that names them.
 pub fn parse_file(path: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -213,6 +248,16 @@ mod tests {
     }
 
     #[test]
+    fn parse_port_takes_what_targetaddr_takes() {
+        assert_eq!(parse_port("3261"), Some(3261));
+        assert_eq!(parse_port("iscsi"), Some(DEFAULT_PORT));
+        assert_eq!(parse_port("65535"), Some(65535));
+        for bad in ["0", "65536", "-1", "", "www", "32x", "99999999999999999999"] {
+            assert_eq!(parse_port(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn chap_debug_hides_the_secret() {
         let chap = Chap {
             name: "alice".into(),
@@ -238,11 +283,14 @@ mod tests {
             header_digest: Some(DigestPref::Crc32c),
             max_burst_length: Some(65536),
             initial_r2t: Some(true),
+            nop_interval: Some(30),
+            tmf_timeout: Some(20),
             ..Params::default()
         };
         let own = Params {
             header_digest: Some(DigestPref::None),
             queue_depth: Some(8),
+            nop_interval: Some(5),
             ..Params::default()
         };
         let m = own.merged_over(&global);
@@ -252,6 +300,9 @@ mod tests {
         assert_eq!(m.initial_r2t, Some(true));
         assert_eq!(m.queue_depth, Some(8));
         assert_eq!(m.data_digest, None);
+        assert_eq!(m.nop_interval, Some(5));
+        assert_eq!(m.tmf_timeout, Some(20));
+        assert_eq!(m.command_timeout, None);
         assert_eq!(Params::default().merged_over(&global), global);
     }
 }

@@ -4,6 +4,7 @@
 use super::error::ErrorKind;
 use super::lexer::{Keyword, Tok};
 use super::parser::{Loc, PResult, Parser, Reported, Stream};
+use super::timers::Timer;
 use super::{Chap, ChapAlgorithm, DigestPref, Params, CHAP_SECRET_MAX, CHAP_SECRET_MIN};
 
 /// Keywords that start a parameter line.
@@ -24,6 +25,7 @@ pub(crate) enum NumKey {
     DefaultTime2Wait,
     DefaultTime2Retain,
     QueueDepth,
+    Timer(Timer),
 }
 
 impl NumKey {
@@ -36,12 +38,13 @@ impl NumKey {
             Keyword::DefaultTime2Wait => NumKey::DefaultTime2Wait,
             Keyword::DefaultTime2Retain => NumKey::DefaultTime2Retain,
             Keyword::QueueDepth => NumKey::QueueDepth,
+            Keyword::Timer(t) => NumKey::Timer(t),
             _ => return None,
         })
     }
 
     /// Inclusive bounds: RFC 7143's for the negotiated keys, ours for
-    /// queuedepth.
+    /// queuedepth and the timers.
     fn range(self) -> (u32, u32) {
         match self {
             NumKey::MaxRecvDataSegmentLength
@@ -50,6 +53,10 @@ impl NumKey {
             NumKey::MaxOutstandingR2T => (1, 65535),
             NumKey::DefaultTime2Wait | NumKey::DefaultTime2Retain => (0, 3600),
             NumKey::QueueDepth => (1, 4096),
+            NumKey::Timer(t) => {
+                let l = t.limits();
+                (l.min, l.max)
+            }
         }
     }
 }
@@ -121,6 +128,7 @@ impl ParamsAt {
                     NumKey::DefaultTime2Wait => &mut p.default_time2wait,
                     NumKey::DefaultTime2Retain => &mut p.default_time2retain,
                     NumKey::QueueDepth => &mut p.queue_depth,
+                    NumKey::Timer(t) => t.slot(p),
                 };
                 *slot = Some(v);
             }
@@ -290,7 +298,7 @@ fn raw_text(t: Tok) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::{errs, ok, target};
-    use super::super::{Chap, ChapAlgorithm, DigestPref, Params};
+    use super::super::{Chap, ChapAlgorithm, DigestPref, Params, Timer};
 
     fn block_params(body: &str) -> Params {
         ok(&target(body)).targets[0].params.clone()
@@ -311,7 +319,15 @@ mod tests {
                      immediatedata yes\n\
                      defaulttime2wait 2\n\
                      defaulttime2retain 20\n\
-                     queuedepth 64\n";
+                     queuedepth 64\n\
+                     logintimeout 20\n\
+                     nopinterval 5\n\
+                     noptimeout 7\n\
+                     commandtimeout 120\n\
+                     tmftimeout 30\n\
+                     replacementtimeout 0\n\
+                     reconnectmax 300\n\
+                     reissuelimit 0\n";
         let want = Params {
             chap: Some(Chap {
                 name: "alice".into(),
@@ -333,6 +349,14 @@ mod tests {
             default_time2wait: Some(2),
             default_time2retain: Some(20),
             queue_depth: Some(64),
+            login_timeout: Some(20),
+            nop_interval: Some(5),
+            nop_timeout: Some(7),
+            command_timeout: Some(120),
+            tmf_timeout: Some(30),
+            replacement_timeout: Some(0),
+            reconnect_max: Some(300),
+            reissue_limit: Some(0),
         };
         // The same lines work inside a block and as global defaults.
         assert_eq!(block_params(lines), want);
@@ -374,7 +398,25 @@ mod tests {
             ("defaulttime2retain", 0, 3600),
             ("queuedepth", 1, 4096),
         ];
-        for &(kw, min, max) in cases {
+        let timers: Vec<(&str, u32, u32)> = Timer::ALL
+            .iter()
+            .map(|t| (t.keyword(), t.limits().min, t.limits().max))
+            .collect();
+        // The bounds iscsi.conf(5) documents.
+        assert_eq!(
+            timers,
+            [
+                ("logintimeout", 1, 3600),
+                ("nopinterval", 1, 3600),
+                ("noptimeout", 1, 3600),
+                ("commandtimeout", 1, 3600),
+                ("tmftimeout", 1, 600),
+                ("replacementtimeout", 0, 86400),
+                ("reconnectmax", 1, 3600),
+                ("reissuelimit", 0, 100),
+            ]
+        );
+        for &(kw, min, max) in cases.iter().chain(&timers) {
             for v in [min, max] {
                 // Keep firstburstlength legal against maxburstlength.
                 let text = format!(" maxburstlength 16777215\n {kw} {v}");

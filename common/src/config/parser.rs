@@ -39,6 +39,9 @@ pub(crate) struct TargetDraft {
     /// `params` here holds only the block's own values.
     pub target: Target,
     pub at: Loc,
+    /// Where the block's own `targetname` and `initiatorname` were set.
+    pub targetname_at: Option<Loc>,
+    pub initiatorname_at: Option<Loc>,
     pub params: ParamsAt,
     /// The block had errors; what they caused (a missing targetaddr after
     /// a bad address line) is not reported again.
@@ -51,6 +54,7 @@ pub(crate) struct Draft {
     pub errors: Vec<ConfigError>,
     pub isid: Option<Isid>,
     pub initiatorname: Option<String>,
+    pub initiatorname_at: Option<Loc>,
     pub globals: ParamsAt,
     pub targets: Vec<TargetDraft>,
     /// Files whose text contributed to a CHAP secret.
@@ -135,6 +139,7 @@ impl Parser {
                 errors: Vec::new(),
                 isid: None,
                 initiatorname: None,
+                initiatorname_at: None,
                 globals: ParamsAt::default(),
                 targets: Vec::new(),
                 secret_files: BTreeSet::new(),
@@ -346,9 +351,12 @@ impl Parser {
                 }
                 Tok::Kw(Keyword::Include) => self.include(s, at),
                 Tok::Kw(Keyword::Isid) => self.isid(s, at),
-                Tok::Kw(Keyword::InitiatorName) => self
-                    .expect_text(s, "an initiator name")
-                    .map(|n| self.draft.initiatorname = Some(n)),
+                Tok::Kw(Keyword::InitiatorName) => {
+                    self.expect_text(s, "an initiator name").map(|n| {
+                        self.draft.initiatorname = Some(n);
+                        self.draft.initiatorname_at = Some(at);
+                    })
+                }
                 Tok::Kw(k) if params::is_param(k) => self
                     .param(s, k, at)
                     .map(|set| self.draft.globals.apply(set, at)),
@@ -567,10 +575,16 @@ mod tests {
 
     #[test]
     fn last_line_needs_no_newline() {
-        let c = ok("target a { targetaddr 10.0.0.2\ntargetname x }");
-        assert_eq!(c.targets[0].targetname.as_deref(), Some("x"));
-        let c = ok("initiatorname iqn.x:y");
-        assert_eq!(c.initiatorname.as_deref(), Some("iqn.x:y"));
+        let c = ok("target a { targetaddr 10.0.0.2\ntargetname iqn.2001-04.com.example:x }");
+        assert_eq!(
+            c.targets[0].targetname.as_deref(),
+            Some("iqn.2001-04.com.example:x")
+        );
+        let c = ok("initiatorname iqn.2001-04.com.example:y");
+        assert_eq!(
+            c.initiatorname.as_deref(),
+            Some("iqn.2001-04.com.example:y")
+        );
     }
 
     #[test]
@@ -665,17 +679,23 @@ mod tests {
     fn macro_values_are_relexed() {
         // As in base, the quotes of a value are gone by the time it is used.
         assert_eq!(
-            errs("n = \"two words\"\ninitiatorname $n\n"),
+            errs("n = \"iqn.2001-04.com.example:a words\"\ninitiatorname $n\n"),
             ["t.conf:2: syntax error: expected end of line, found \"words\""]
         );
-        let c = ok("n = \"'two words'\"\ninitiatorname $n\n");
-        assert_eq!(c.initiatorname.as_deref(), Some("two words"));
+        // Inner quotes keep it one word, which is then no iSCSI name.
+        assert_eq!(
+            errs("n = \"'two words'\"\ninitiatorname $n\n"),
+            [
+                "t.conf:2: invalid initiatorname \"two words\": character ' ' at position 4 \
+              is not allowed in an iSCSI name (only a-z, 0-9, '-', '.' and ':')"
+            ]
+        );
     }
 
     #[test]
     fn macro_errors() {
         assert_eq!(
-            errs("target a {\n targetname x\n targetaddr $nope\n}\n"),
+            errs("target a {\n targetname iqn.2001-04.com.example:x\n targetaddr $nope\n}\n"),
             ["t.conf:3: macro 'nope' not defined"]
         );
         assert_eq!(
@@ -700,7 +720,7 @@ mod tests {
     #[test]
     fn global_initiatorname_fills_targets_without_one() {
         let c = ok(&format!(
-            "{}target u {{\n targetaddr 10.0.0.3\n targetname n\n initiatorname own\n}}\n\
+            "{}target u {{\n targetaddr 10.0.0.3\n targetname iqn.2001-04.com.example:n\n initiatorname iqn.2001-04.com.example:own\n}}\n\
              initiatorname iqn.1995-11.org.openbsd.iscsid:host\n",
             target("")
         ));
@@ -709,7 +729,10 @@ mod tests {
             Some("iqn.1995-11.org.openbsd.iscsid:host")
         );
         assert_eq!(c.targets[0].initiatorname, c.initiatorname);
-        assert_eq!(c.targets[1].initiatorname.as_deref(), Some("own"));
+        assert_eq!(
+            c.targets[1].initiatorname.as_deref(),
+            Some("iqn.2001-04.com.example:own")
+        );
     }
 
     #[test]
@@ -728,13 +751,17 @@ mod tests {
             ["t.conf:1: syntax error: expected a statement, found '{'"]
         );
         assert_eq!(
-            errs("initiatorname a b\n"),
+            errs("initiatorname iqn.2001-04.com.example:a b\n"),
             ["t.conf:1: syntax error: expected end of line, found \"b\""]
         );
-        // Non-ASCII is fine inside quotes, but not as a bare word.
+        // Non-ASCII gets past the lexer inside quotes, but not as a bare
+        // word; it is no iSCSI name either way.
         assert_eq!(
-            ok("initiatorname \"\u{e9}\"\n").initiatorname.as_deref(),
-            Some("\u{e9}")
+            errs("initiatorname \"\u{e9}\"\n"),
+            [
+                "t.conf:1: invalid initiatorname \"\u{e9}\": character '\\u{e9}' at position 1 \
+              is not allowed in an iSCSI name (only a-z, 0-9, '-', '.' and ':')"
+            ]
         );
         assert_eq!(
             errs("initiatorname \u{e9}\n"),
@@ -758,7 +785,7 @@ mod tests {
                       target a {\n\
                       \x20targetaddr 10.0.0.2 port 0\n\
                       \x20bogus\n\
-                      \x20targetname x\n\
+                      \x20targetname iqn.2001-04.com.example:x\n\
                       }\n\
                       queuedepth 0\n\
                       target a {\n targetaddr 10.0.0.2\n targetname y\n}\n\
@@ -910,7 +937,10 @@ mod tests {
                 "t.conf:4: syntax error: expected '}', found end of file"
             ]
         );
-        let big = format!("initiatorname {}\ninitiatorname ok\n", "a".repeat(10 << 20));
+        let big = format!(
+            "initiatorname {}\ninitiatorname iqn.2001-04.com.example:ok\n",
+            "a".repeat(10 << 20)
+        );
         assert_eq!(errs(&big), ["t.conf:1: string too long"]);
         let big = format!("initiatorname \"{}\"\n", "a".repeat(10 << 20));
         assert_eq!(errs(&big), ["t.conf:1: string too long"]);

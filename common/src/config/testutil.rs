@@ -59,5 +59,7 @@ pub(crate) fn errs(text: &str) -> Vec<String> {
 
 /// A minimal valid target block around `body`.
 pub(crate) fn target(body: &str) -> String {
-    format!("target t {{\n targetaddr 10.0.0.2\n targetname iqn.x:t\n{body}\n}}\n")
+    format!(
+        "target t {{\n targetaddr 10.0.0.2\n targetname iqn.2001-04.com.example:t\n{body}\n}}\n"
+    )
 }

@@ -154,10 +154,8 @@ impl Engine {
             kind::RELOAD => match ctl::decode_config(&m.data) {
                 Ok(cfg) => match self.init.reload(convert::initiator_config(&cfg), now) {
                     Ok(report) => {
-                        for n in &report.not_started {
-                            warn!("{}: not started: {}", n.name, n.reason);
-                        }
-                        self.reply(t, kind::OK, &[]);
+                        let r = convert::reload_result(&report);
+                        self.reply(t, kind::RELOAD_RESULT, &r.encode());
                     }
                     Err(e) => self.reply_fail(t, &e.to_string()),
                 },

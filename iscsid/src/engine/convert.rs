@@ -1,10 +1,12 @@
 //! iscsi.conf(5) and the control protocol in the core's terms, and back:
 //! the only place the engine translates between `common` and the core.
 
-use common::config::{self, ChapAlgorithm, Config, SessionType, Target};
-use common::ctl::{SessionInfo, SessionState};
+use std::time::Duration;
+
+use common::config::{self, ChapAlgorithm, Config, SessionType, Target, Timer};
+use common::ctl::{ReloadResult, SessionInfo};
 use proto::initiator::{
-    ChapAlgs, ChapIdentity, InitiatorConfig, SessionStatus, State, TargetConfig, Timers,
+    ChapAlgs, ChapIdentity, InitiatorConfig, ReloadReport, SessionStatus, TargetConfig, Timers,
     DEFAULT_QUEUE_DEPTH,
 };
 use proto::negotiate::{self, Params, Prefs, SessionKind};
@@ -49,8 +51,41 @@ pub fn target(t: &Target) -> TargetConfig {
     }
 }
 
-fn timers(_p: &config::Params) -> Timers {
-    Timers::default()
+/// The timers in effect: the configured ones, else the defaults.
+fn timers(p: &config::Params) -> Timers {
+    let secs = |t: Timer| Duration::from_secs(u64::from(t.effective(p)));
+    Timers {
+        login: secs(Timer::Login),
+        nop_interval: secs(Timer::NopInterval),
+        nop_timeout: secs(Timer::NopTimeout),
+        command: secs(Timer::Command),
+        tmf: secs(Timer::Tmf),
+        replacement: secs(Timer::Replacement),
+        reconnect_max: secs(Timer::ReconnectMax),
+        reissue_limit: u8::try_from(Timer::ReissueLimit.effective(p)).unwrap_or(u8::MAX),
+    }
+}
+
+/// A timer's value as iscsi.conf(5) writes it.
+fn timer_value(t: &Timers, which: Timer) -> u64 {
+    match which {
+        Timer::Login => t.login.as_secs(),
+        Timer::NopInterval => t.nop_interval.as_secs(),
+        Timer::NopTimeout => t.nop_timeout.as_secs(),
+        Timer::Command => t.command.as_secs(),
+        Timer::Tmf => t.tmf.as_secs(),
+        Timer::Replacement => t.replacement.as_secs(),
+        Timer::ReconnectMax => t.reconnect_max.as_secs(),
+        Timer::ReissueLimit => u64::from(t.reissue_limit),
+    }
+}
+
+/// (keyword, value) of every timer, for `show`.
+fn describe_timers(t: &Timers) -> Vec<(String, String)> {
+    Timer::ALL
+        .iter()
+        .map(|&w| (w.keyword().to_owned(), timer_value(t, w).to_string()))
+        .collect()
 }
 
 /// Our wishes from iscsi.conf over our defaults.
@@ -77,26 +112,13 @@ fn prefs(p: &config::Params) -> Prefs {
     }
 }
 
-fn state(s: State) -> SessionState {
-    match s {
-        State::Idle => SessionState::Idle,
-        State::Disabled => SessionState::Disabled,
-        State::Connecting => SessionState::Connecting,
-        State::LoggingIn => SessionState::LoggingIn,
-        State::LoggedIn => SessionState::LoggedIn,
-        State::LoggingOut => SessionState::LoggingOut,
-        State::Failed => SessionState::Failed,
-        State::Done => SessionState::Done,
-    }
-}
-
 pub fn session_info(s: SessionStatus) -> SessionInfo {
     let mut isid = [0u8; 8];
     isid[2..].copy_from_slice(&s.isid);
     SessionInfo {
         name: s.name,
         discovery: s.kind == SessionKind::Discovery,
-        state: Some(state(s.state)),
+        state: Some(s.state),
         targetname: s.targetname,
         portal: s.portal,
         initiatorname: s.initiatorname,
@@ -108,6 +130,7 @@ pub fn session_info(s: SessionStatus) -> SessionInfo {
             .as_ref()
             .map(|p| describe_params(p, s.digest_fallback))
             .unwrap_or_default(),
+        timers: describe_timers(&s.timers),
         luns: s.luns,
         in_flight: u32::try_from(s.in_flight).unwrap_or(u32::MAX),
         queued: u32::try_from(s.queued).unwrap_or(u32::MAX),
@@ -173,4 +196,11 @@ fn describe_params(p: &Params, forced: (bool, bool)) -> Vec<(String, String)> {
         v.push(("TargetAlias".to_owned(), a.clone()));
     }
     v
+}
+
+/// What a reload could not do, for iscsictl.
+pub fn reload_result(r: &ReloadReport) -> ReloadResult {
+    ReloadResult {
+        not_started: r.not_started.clone(),
+    }
 }

@@ -144,34 +144,21 @@ pub struct Timers {
     pub reissue_limit: u8,
 }
 
+/// The timers iscsid uses unless iscsi.conf(5) says otherwise; the
+/// configuration's bounds and documentation start from these.
+pub const DEFAULT_TIMERS: Timers = Timers {
+    login: Duration::from_secs(15),
+    nop_interval: Duration::from_secs(10),
+    nop_timeout: Duration::from_secs(15),
+    command: Duration::from_secs(60),
+    tmf: Duration::from_secs(10),
+    replacement: Duration::from_secs(30),
+    reconnect_max: Duration::from_secs(60),
+    reissue_limit: 3,
+};
+
 impl Default for Timers {
     fn default() -> Self {
-        Timers {
-            login: Duration::from_secs(15),
-            nop_interval: Duration::from_secs(10),
-            nop_timeout: Duration::from_secs(15),
-            command: Duration::from_secs(60),
-            tmf: Duration::from_secs(10),
-            replacement: Duration::from_secs(30),
-            reconnect_max: Duration::from_secs(60),
-            reissue_limit: 3,
-        }
-    }
-}
-
-impl Timers {
-    /// Name and value of each, as `iscsictl show` lists them.
-    pub fn describe(&self) -> Vec<(&'static str, String)> {
-        let s = |d: Duration| format!("{}s", d.as_secs());
-        vec![
-            ("login timeout", s(self.login)),
-            ("NOP-Out interval", s(self.nop_interval)),
-            ("NOP-Out timeout", s(self.nop_timeout)),
-            ("command timeout", s(self.command)),
-            ("task management timeout", s(self.tmf)),
-            ("replacement timeout", s(self.replacement)),
-            ("reconnect backoff max", s(self.reconnect_max)),
-            ("reissue limit", self.reissue_limit.to_string()),
-        ]
+        DEFAULT_TIMERS
     }
 }

@@ -27,8 +27,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 pub use cause::CloseCause;
-pub use config::DEFAULT_QUEUE_DEPTH;
 pub use config::{ChapAlgs, ChapIdentity, InitiatorConfig, TargetConfig, Timers};
+pub use config::{DEFAULT_QUEUE_DEPTH, DEFAULT_TIMERS};
 pub use discover::DiscoverError;
 pub use entropy::{Entropy, EntropyError};
 pub use reload::{NotStarted, NotStartedReason, ReloadError, ReloadReport};

@@ -1,5 +1,6 @@
 //! What `iscsictl show` and `iscsictl reload`'s wait see of the sessions.
 
+use std::fmt;
 use std::net::SocketAddr;
 
 use super::config::Timers;
@@ -24,6 +25,21 @@ pub enum State {
     Failed,
     /// A discovery session that finished.
     Done,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Idle => "idle",
+            State::Disabled => "disabled",
+            State::Connecting => "connecting",
+            State::LoggingIn => "logging in",
+            State::LoggedIn => "logged in",
+            State::LoggingOut => "logging out",
+            State::Failed => "failed",
+            State::Done => "done",
+        })
+    }
 }
 
 /// One session as `show` reports it.
