@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use iscsid::proto::pdu::{tmf, tmf_rsp};
 use regress::badtarget::{BadConfig, BadTarget, Fault, BLOCK, IQN_BAD};
 use regress::emulator::{DiskInfo, EmuConfig, Emulator};
 use regress::harness::{pattern, wait_for, Ctl, Daemon, Scratch};
@@ -390,26 +391,86 @@ fn silent_target_for_a_while() {
     bed.assert_alive();
 }
 
+/// Short timers, so that the tests of what they do take seconds.
+const PING_TIMERS: &str = "\tnopinterval 1\n\tnoptimeout 2\n";
+const TMF_TIMERS: &str = "\tcommandtimeout 2\n\ttmftimeout 1\n";
+
 #[test]
-#[ignore = "about 30 s: the engine's NOP-Out interval (10 s) and timeout (15 s) are fixed"]
 fn dead_target_is_detected_by_ping() {
-    let mut bed = Bed::new(BadConfig::default(), "");
+    let mut bed = Bed::new(BadConfig::default(), PING_TIMERS);
     let disk = bed.disks(1).remove(0);
     let data = pattern(9, 8 * BLOCK);
     bed.tgt.fill(0, 400 * BLOCK, &data);
     bed.tgt.arm(Fault::Stall(Duration::from_secs(60)));
     let t = Instant::now();
-    let got = bed.emu.read(&disk, 400, 8);
-    // The emulator's own limit may fire first (15 s); the daemon must
-    // still notice the dead connection and serve the retry.
-    if let Ok(got) = got {
-        assert_eq!(got, data);
-    }
+    // One ping interval and one ping timeout find the dead connection;
+    // the command is reissued on the next one.
+    assert_eq!(bed.read(&disk, 400, 8), data);
     bed.wait_logins(2);
-    assert!(t.elapsed() < Duration::from_secs(40));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     bed.log_has("NOP-Out timeout");
     assert_eq!(bed.read(&disk, 400, 8), data);
     bed.assert_alive();
+}
+
+/// A READ the target never answers, with the task management steps
+/// answered (or not) as armed; the read must still return the data.
+fn unanswered_read(faults: &[Fault], log: &[&str], logins: u64) -> Bed {
+    let mut bed = Bed::new(BadConfig::default(), TMF_TIMERS);
+    let disk = bed.disks(1).remove(0);
+    let data = pattern(12, 8 * BLOCK);
+    bed.tgt.fill(0, 600 * BLOCK, &data);
+    bed.tgt.arm(Fault::SwallowRead);
+    for f in faults {
+        bed.tgt.arm(f.clone());
+    }
+    assert_eq!(bed.read(&disk, 600, 8), data);
+    assert!(bed.tgt.armed().is_empty(), "unfired: {:?}", bed.tgt.armed());
+    bed.wait_logins(logins);
+    for l in log {
+        bed.log_has(l);
+    }
+    bed.assert_alive();
+    bed
+}
+
+#[test]
+fn unanswered_command_is_aborted() {
+    unanswered_read(&[], &["ABORT TASK"], 1);
+}
+
+#[test]
+fn failed_abort_escalates_to_lun_reset() {
+    unanswered_read(
+        &[Fault::AnswerTmf {
+            function: tmf::ABORT_TASK,
+            response: tmf_rsp::NOT_SUPPORTED,
+        }],
+        &["ABORT TASK", "LOGICAL UNIT RESET"],
+        1,
+    );
+}
+
+#[test]
+fn unanswered_resets_escalate_to_a_new_connection() {
+    // A target that answers pings but never the command nor any task
+    // management: every step times out, then the connection goes.
+    let bed = unanswered_read(
+        &[
+            Fault::IgnoreTmf {
+                function: tmf::ABORT_TASK,
+            },
+            Fault::IgnoreTmf {
+                function: tmf::LOGICAL_UNIT_RESET,
+            },
+            Fault::IgnoreTmf {
+                function: tmf::TARGET_WARM_RESET,
+            },
+        ],
+        &["ABORT TASK", "LOGICAL UNIT RESET", "TARGET WARM RESET"],
+        2,
+    );
+    assert!(bed.tgt.connections() >= 2);
 }
 
 #[test]
