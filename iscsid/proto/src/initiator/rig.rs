@@ -19,7 +19,7 @@ use crate::login::{FULL_FEATURE, OPERATIONAL};
 use crate::login_tests::{answer, keys, kv, op_answer, val};
 use crate::negotiate::SessionKind;
 use crate::pdu::{
-    DataIn, Digests, LoginReq, LoginRsp, LogoutRsp, NopIn, Pdu, ScsiResponse, TextRsp,
+    AsyncMsg, DataIn, Digests, LoginReq, LoginRsp, LogoutRsp, NopIn, Pdu, ScsiResponse, TextRsp,
     MAX_DATA_SEGMENT_LEN, RESERVED_TAG,
 };
 use crate::scsi::Direction;
@@ -258,6 +258,11 @@ impl Rig {
         self.conns.keys().rev().copied().collect()
     }
 
+    /// The target end of `conn` goes silent: it no longer reads or answers.
+    pub(super) fn forget_conn(&mut self, conn: ConnId) {
+        self.conns.remove(&conn);
+    }
+
     /// The connection drops (the daemon saw `cause` on its socket).
     pub(super) fn drop_conn(&mut self, conn: ConnId, cause: CloseCause) {
         self.conns.remove(&conn);
@@ -358,6 +363,28 @@ impl Rig {
             self.conns.remove(&conn);
             self.init.closed(conn, CloseCause::Eof, self.now);
         }
+    }
+
+    /// The target on `conn` sends an Asynchronous Message.
+    pub(super) fn async_msg(&mut self, conn: ConnId, event: u8, param3: u16, data: Vec<u8>) {
+        let fc = self.conns.get_mut(&conn).expect("live connection");
+        let (statsn, expcmdsn, maxcmdsn) = fc.sns(true);
+        let p = Pdu::AsyncMsg(AsyncMsg {
+            lun: 0,
+            statsn,
+            expcmdsn,
+            maxcmdsn,
+            event,
+            vcode: 0,
+            param1: 0,
+            param2: 0,
+            param3,
+            data,
+        });
+        let mut wire = Vec::new();
+        p.encode(Digests::default(), &mut wire);
+        self.feed(conn, &wire);
+        self.step();
     }
 
     /// Bytes from the target on `conn`; false if the initiator took none.

@@ -1079,3 +1079,95 @@ fn command_during_restart_logout_is_held_for_the_new_login() {
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].what.status, Outcome::Good);
 }
+
+/// A redirect to a name (not a numeric address) fails the login as for
+/// good: the longest wait.
+#[test]
+fn redirect_to_a_name_fails() {
+    let mut r = Rig::new(1);
+    r.portal(addr(P)).login = LoginPlan::Redirect {
+        addr: "target.example.org:3260".into(),
+        permanent: false,
+    };
+    let mut b = block("disk", addr(P));
+    b.timers.reconnect_max = Duration::from_secs(30);
+    r.reload(config(vec![b]));
+    r.run_ms(0);
+    assert_eq!(r.connects.len(), 1);
+    let st = r.status_of("disk");
+    assert_eq!(st.state, State::Failed);
+    assert!(st.last_error.unwrap().contains("numeric"));
+    let next = r.init.poll_timeout().unwrap();
+    assert!(next >= r.at(30_000), "{:?}", next - r.t0);
+}
+
+/// The target asks for a logout: the initiator logs out and comes back
+/// after DefaultTime2Wait.
+#[test]
+fn target_requested_logout_comes_back_after_time2wait() {
+    let mut r = logged_in();
+    let c1 = r.conn_ids()[0];
+    let t2w = r.status_of("disk").params.unwrap().default_time2wait;
+    r.async_msg(c1, 1, 5, Vec::new());
+    assert_eq!(logouts(&r, c1), 1);
+    assert_eq!(r.closes.len(), 1);
+    let st = r.status_of("disk");
+    assert_eq!(st.state, State::Failed);
+    assert_eq!(
+        r.init.poll_timeout(),
+        Some(r.now + Duration::from_secs(u64::from(t2w)))
+    );
+    let next = r.init.poll_timeout().unwrap();
+    r.run_until(next);
+    assert_eq!(r.connects.len(), 2);
+    assert_eq!(r.status_of("disk").state, State::LoggedIn);
+    assert!(r.detaches.is_empty());
+}
+
+/// REPORTED LUNS DATA HAS CHANGED in an async event: probe the target.
+#[test]
+fn lun_inventory_change_probes_again() {
+    let mut r = logged_in();
+    let c1 = r.conn_ids()[0];
+    let mut sense = vec![0u8; 18];
+    sense[0] = 0x70;
+    sense[2] = 6;
+    sense[7] = 10;
+    sense[12] = 0x3f;
+    sense[13] = 0x0e;
+    let mut data = (sense.len() as u16).to_be_bytes().to_vec();
+    data.extend_from_slice(&sense);
+    r.async_msg(c1, 0, 0, data);
+    assert_eq!(r.probes, vec![(0, None), (0, None)]);
+    assert_eq!(r.status_of("disk").state, State::LoggedIn);
+}
+
+/// A target that stops answering pings loses its connection after
+/// nop_interval + nop_timeout, and the commands in flight are reissued.
+#[test]
+fn dead_connection_is_detected_by_ping() {
+    let mut r = Rig::new(1);
+    let mut b = block("disk", addr(P));
+    b.timers.nop_interval = Duration::from_secs(5);
+    b.timers.nop_timeout = Duration::from_secs(3);
+    r.reload(config(vec![b]));
+    r.run_ms(0);
+    let c1 = r.conn_ids()[0];
+    // Pings answered: the connection stays.
+    r.run_ms(20_000);
+    assert!(r.count_on(c1, |p| matches!(p, Pdu::NopOut(_))) >= 3);
+    assert!(r.closes.is_empty());
+    // Now the target end goes silent: it neither reads nor answers.
+    let silent = r.now;
+    r.forget_conn(c1);
+    r.command(read(1, 0, 512));
+    r.run_until(silent + Duration::from_secs(9));
+    assert_eq!(r.closes.len(), 1, "closed for the missing ping answer");
+    assert_eq!(r.closes[0].what, c1);
+    let lost = r.closes[0].at - silent;
+    assert!(lost <= Duration::from_secs(8), "{lost:?}");
+    r.run_until(silent + Duration::from_secs(12));
+    assert_eq!(r.status_of("disk").state, State::LoggedIn);
+    assert_eq!(r.completed(1).len(), 1);
+    assert_eq!(r.completed(1)[0].what.status, Outcome::Good);
+}
