@@ -109,6 +109,8 @@ pub(super) struct Portal {
     pub answer_logout: bool,
     /// The SendTargets answer.
     pub send_targets: Vec<(String, String)>,
+    /// Text Responses wait for `release`.
+    pub hold_text: bool,
 }
 
 impl Default for Portal {
@@ -120,6 +122,7 @@ impl Default for Portal {
             answer_scsi: true,
             answer_logout: true,
             send_targets: Vec::new(),
+            hold_text: false,
         }
     }
 }
@@ -131,6 +134,8 @@ struct FakeConn {
     rx: Framer,
     statsn: u32,
     expcmdsn: u32,
+    /// Answers held back.
+    pending: Vec<Pdu>,
 }
 
 impl FakeConn {
@@ -298,6 +303,7 @@ impl Rig {
                             rx: Framer::new(MAX_DATA_SEGMENT_LEN),
                             statsn: 0x5000,
                             expcmdsn: 0,
+                            pending: Vec::new(),
                         },
                     );
                     self.init.connected(conn, self.now);
@@ -363,6 +369,17 @@ impl Rig {
             self.conns.remove(&conn);
             self.init.closed(conn, CloseCause::Eof, self.now);
         }
+    }
+
+    /// The target on `conn` sends the answers it held back.
+    pub(super) fn release(&mut self, conn: ConnId) {
+        let fc = self.conns.get_mut(&conn).expect("live connection");
+        let mut wire = Vec::new();
+        for p in fc.pending.drain(..) {
+            p.encode(Digests::default(), &mut wire);
+        }
+        self.feed(conn, &wire);
+        self.step();
     }
 
     /// The target on `conn` sends an Asynchronous Message.
@@ -531,7 +548,7 @@ impl Rig {
                         .iter()
                         .map(|(k, v)| (k.as_str(), v.as_str())),
                 );
-                Pdu::TextRsp(TextRsp {
+                let rsp = Pdu::TextRsp(TextRsp {
                     final_: true,
                     cont: false,
                     lun: 0,
@@ -541,7 +558,12 @@ impl Rig {
                     expcmdsn,
                     maxcmdsn,
                     data,
-                })
+                });
+                if portal.hold_text {
+                    fc.pending.push(rsp);
+                    return Reply::Pdus(Vec::new());
+                }
+                rsp
             }
             // Task management and anything else: no answer.
             _ => return Reply::Pdus(Vec::new()),

@@ -1171,3 +1171,48 @@ fn dead_connection_is_detected_by_ping() {
     assert_eq!(r.completed(1).len(), 1);
     assert_eq!(r.completed(1)[0].what.status, Outcome::Good);
 }
+
+/// A discovery block removed while its SendTargets is out creates no
+/// sessions when the answer comes in after all.
+#[test]
+#[ignore = "BUG: Event::Discovered is acted on for a session that is ending (removed or disabled): discovered() creates sessions whose parent block is gone, and nothing removes them"]
+fn discovery_answer_after_removal_creates_nothing() {
+    let mut r = Rig::new(1);
+    r.portal(addr(D)).send_targets = send_targets();
+    r.portal(addr(D)).hold_text = true;
+    r.reload(config(vec![discovery_block()]));
+    r.run_ms(0);
+    let dc = r.conn_ids()[0];
+    assert_eq!(r.count_on(dc, |p| matches!(p, Pdu::TextReq(_))), 1);
+    // Removed before the answer; the target answers the SendTargets
+    // before the Logout (both are on the wire).
+    r.portal(addr(D)).answer_logout = false;
+    r.reload(config(vec![]));
+    assert_eq!(logouts(&r, dc), 1);
+    r.release(dc);
+    r.run_ms(60_000);
+    assert_eq!(r.connects.len(), 1, "nothing connects");
+    assert!(
+        r.status().is_empty(),
+        "{:?}",
+        r.status().iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+}
+
+/// The control case of the test above: a late SendTargets answer while
+/// the block is still configured creates the sessions.
+#[test]
+fn discovery_answer_while_running_still_creates_sessions() {
+    let mut r = Rig::new(1);
+    r.portal(addr(D)).send_targets = send_targets();
+    r.portal(addr(D)).hold_text = true;
+    r.reload(config(vec![discovery_block()]));
+    r.run_ms(0);
+    let dc = r.conn_ids()[0];
+    assert_eq!(r.status().len(), 1);
+    r.run_ms(1_000);
+    r.release(dc);
+    r.run_ms(2_000);
+    assert_eq!(r.status().len(), 3);
+    assert_eq!(r.init.counts().logged_in, 3);
+}
