@@ -111,6 +111,8 @@ pub(super) struct Portal {
     pub send_targets: Vec<(String, String)>,
     /// Text Responses wait for `release`.
     pub hold_text: bool,
+    /// SCSI answers wait for `release`.
+    pub hold_scsi: bool,
 }
 
 impl Default for Portal {
@@ -123,6 +125,7 @@ impl Default for Portal {
             answer_logout: true,
             send_targets: Vec::new(),
             hold_text: false,
+            hold_scsi: false,
         }
     }
 }
@@ -185,6 +188,8 @@ pub(super) struct Rig {
     conns: BTreeMap<ConnId, FakeConn>,
     /// Every Connect: when, which connection, where.
     pub connects: Vec<Timed<(ConnId, SocketAddr)>>,
+    /// The local address of each Connect.
+    pub locals: Vec<Option<std::net::IpAddr>>,
     pub closes: Vec<Timed<ConnId>>,
     /// Every PDU the initiator sent, by connection.
     pub sent: Vec<(ConnId, Pdu)>,
@@ -216,6 +221,7 @@ impl Rig {
             portals: BTreeMap::new(),
             conns: BTreeMap::new(),
             connects: Vec::new(),
+            locals: Vec::new(),
             closes: Vec::new(),
             sent: Vec::new(),
             completions: Vec::new(),
@@ -284,7 +290,8 @@ impl Rig {
             let rel = self.now.duration_since(self.t0);
             self.log.push(format!("{rel:?} {a:?}"));
             match a {
-                Action::Connect { conn, addr, .. } => {
+                Action::Connect { conn, addr, local } => {
+                    self.locals.push(local);
                     self.connects.push(Timed {
                         at: self.now,
                         what: (conn, addr),
@@ -480,7 +487,7 @@ impl Rig {
                     return Reply::Pdus(Vec::new());
                 }
                 let (statsn, expcmdsn, maxcmdsn) = fc.sns(true);
-                if c.read && c.expected_len > 0 {
+                let rsp = if c.read && c.expected_len > 0 {
                     Pdu::DataIn(DataIn {
                         final_: true,
                         status_present: true,
@@ -505,7 +512,12 @@ impl Rig {
                         maxcmdsn,
                         ..Default::default()
                     })
+                };
+                if portal.hold_scsi {
+                    fc.pending.push(rsp);
+                    return Reply::Pdus(Vec::new());
                 }
+                rsp
             }
             Pdu::NopOut(n) => {
                 if n.itt == RESERVED_TAG {

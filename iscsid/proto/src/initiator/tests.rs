@@ -1254,3 +1254,78 @@ fn reissue_count_is_per_command_not_per_tag() {
     );
     assert_eq!(scsi_commands(&r, c4), 1, "reissued");
 }
+
+/// A command's answer crossing the Logout Request of a restart: the
+/// command completes once, GOOD, whichever connection it comes from.
+#[test]
+fn answer_crossing_a_restart_logout_completes_once() {
+    let mut r = logged_in();
+    let c1 = r.conn_ids()[0];
+    r.portal(addr(P)).hold_scsi = true;
+    r.command(read(6, 0, 512));
+    assert_eq!(scsi_commands(&r, c1), 1);
+    r.portal(addr(P)).hold_scsi = false;
+    r.portal(addr(P)).answer_logout = false;
+    let mut b = block("disk", addr(P));
+    b.prefs.max_burst = 65_536;
+    r.reload(config(vec![b]));
+    assert_eq!(logouts(&r, c1), 1);
+    // The answer the target sent before it read the Logout Request.
+    r.release(c1);
+    r.portal(addr(P)).answer_logout = true;
+    r.run_ms(30_000);
+    assert_eq!(r.status_of("disk").state, State::LoggedIn);
+    let c = r.completed(6);
+    assert_eq!(
+        c.iter().map(|c| c.what.status).collect::<Vec<_>>(),
+        vec![Outcome::Good]
+    );
+}
+
+/// A configuration with a block twice is refused whole.
+#[test]
+fn reload_refuses_duplicate_blocks() {
+    let mut r = logged_in();
+    let cfg = config(vec![block("new", addr(P)), block("new", addr(P))]);
+    assert_eq!(
+        r.init.reload(cfg, r.now),
+        Err(super::ReloadError::DuplicateBlock("new".into()))
+    );
+    r.step();
+    assert_eq!(r.status().len(), 1, "nothing changed");
+    assert_eq!(r.status_of("disk").state, State::LoggedIn);
+    assert!(r.closes.is_empty());
+}
+
+/// The block's local address and initiator name reach the connection and
+/// the login; a new default initiator name applies to blocks without one.
+#[test]
+fn local_address_and_initiator_names() {
+    let mut r = Rig::new(1);
+    let mut a = block("a", addr(P));
+    a.local = Some("127.0.0.77".parse().unwrap());
+    a.initiatorname = Some("iqn.2026-11.org.example:mine".into());
+    let b = block("b", addr("127.0.0.5:3260"));
+    let mut cfg = config(vec![a, b]);
+    cfg.initiatorname = Some("iqn.2026-11.org.example:default".into());
+    r.reload(cfg);
+    r.run_ms(0);
+    assert_eq!(r.connects.len(), 2);
+    for (i, c) in r.connects.iter().enumerate() {
+        let k = keys(&r.logins_on(c.what.0)[0].data);
+        if c.what.1 == addr(P) {
+            assert_eq!(r.locals[i], Some("127.0.0.77".parse().unwrap()));
+            assert_eq!(
+                val(&k, "InitiatorName"),
+                Some("iqn.2026-11.org.example:mine")
+            );
+        } else {
+            assert_eq!(r.locals[i], None);
+            assert_eq!(
+                val(&k, "InitiatorName"),
+                Some("iqn.2026-11.org.example:default")
+            );
+        }
+    }
+    assert_eq!(r.init.initiatorname(), "iqn.2026-11.org.example:default");
+}
