@@ -17,6 +17,8 @@ mod discover;
 mod entropy;
 mod lifecycle;
 mod reload;
+#[cfg(test)]
+mod rig;
 mod sess;
 mod status;
 #[cfg(test)]
