@@ -81,8 +81,9 @@ impl Initiator {
             return;
         }
         // A one-off discovery whose client went away reports to nobody and
-        // never logs in anywhere.
-        if s.oneoff {
+        // never logs in anywhere; a block being removed or disabled creates
+        // nothing that would outlive it.
+        if s.oneoff || s.ending.is_some() {
             return;
         }
         let parent = s.cfg.clone();

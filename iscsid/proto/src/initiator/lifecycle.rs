@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 
 use super::cause::CloseCause;
-use super::sess::{Conn, Ending};
+use super::sess::{Conn, Ending, REDIRECTS_AT_ONCE};
 use super::{Action, Initiator, SessionId, State};
 use crate::discovery;
 use crate::login::LoginError;
@@ -50,7 +50,7 @@ impl Initiator {
                         s.stats.errors += 1;
                     }
                 }
-                self.complete(c);
+                self.complete_in(sid, c);
             }
             Event::Rescan => {
                 if let Some(t) = self.sessions.get(&sid).and_then(|s| s.vscsi_target) {
@@ -98,6 +98,7 @@ impl Initiator {
         s.state = State::LoggedIn;
         s.stats.logins += 1;
         s.backoff = super::sess::BACKOFF_MIN;
+        s.redirects = 0;
         s.last_error = None;
         s.params = Some(c.session.params().clone());
         s.tsih = c.session.tsih();
@@ -145,8 +146,15 @@ impl Initiator {
                 } else {
                     s.redirect = Some(a);
                 }
-                s.state = State::Idle;
-                s.retry_at = Some(now);
+                s.redirects = s.redirects.saturating_add(1);
+                if s.redirects <= REDIRECTS_AT_ONCE {
+                    s.state = State::Idle;
+                    s.retry_at = Some(now);
+                } else {
+                    let msg = format!("{} redirects without a login", s.redirects);
+                    warn!("{}: {msg}, backing off", s.name());
+                    self.fail_session(sid, msg, false, now);
+                }
             }
             None => {
                 let msg = format!("redirected to {addr}, not a numeric address");
@@ -291,7 +299,7 @@ impl Initiator {
                 None => None,
             };
             match ev {
-                Some(Event::Complete(c)) => self.complete(c),
+                Some(Event::Complete(c)) => self.complete_in(sid, c),
                 Some(other) => debug!("dropped event {other:?} with the connection"),
                 None => break,
             }
@@ -310,7 +318,6 @@ impl Initiator {
         let limit = s.cfg.timers.reissue_limit;
         let mut keep = Vec::new();
         let mut give_up = Vec::new();
-        let mut counts = std::collections::BTreeMap::new();
         for t in tasks {
             let n = s
                 .reissued
@@ -318,15 +325,13 @@ impl Initiator {
                 .copied()
                 .unwrap_or(0)
                 .saturating_add(1);
-            if n > limit {
+            if n >= limit {
                 give_up.push(t);
             } else {
-                counts.insert(t.tag, n);
+                s.reissued.insert(t.tag, n);
                 keep.push(t);
             }
         }
-        // Counts of commands that completed meanwhile go.
-        s.reissued = counts;
         if !give_up.is_empty() {
             warn!(
                 "{}: {} commands failed on {} connections, giving up on them",
@@ -340,8 +345,17 @@ impl Initiator {
             s.hold(t, now);
         }
         for t in give_up {
-            self.complete(Completion::status_only(t.tag, t.dir, Outcome::Retry));
+            self.complete_in(sid, Completion::status_only(t.tag, t.dir, Outcome::Retry));
         }
+    }
+
+    /// A command of this session is finished: it goes to the kernel, and
+    /// its reissue count with it (the kernel reuses tags).
+    fn complete_in(&mut self, sid: SessionId, c: Completion) {
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.reissued.remove(&c.tag);
+        }
+        self.complete(c);
     }
 
     pub(super) fn close_conn(&mut self, sid: SessionId) {
@@ -399,7 +413,7 @@ impl Initiator {
                 s.held_deadline = None;
                 let held: Vec<ScsiTask> = s.held.drain(..).collect();
                 for t in held {
-                    self.complete(Completion::status_only(t.tag, t.dir, Outcome::Retry));
+                    self.complete_in(sid, Completion::status_only(t.tag, t.dir, Outcome::Retry));
                 }
             }
             // Held across the new login, within the replacement timeout.
@@ -491,7 +505,7 @@ impl Initiator {
             s.held_deadline = None;
             let held: Vec<ScsiTask> = s.held.drain(..).collect();
             for t in held {
-                self.complete(Completion::status_only(t.tag, t.dir, Outcome::Retry));
+                self.complete_in(sid, Completion::status_only(t.tag, t.dir, Outcome::Retry));
             }
         }
         let Some(s) = self.sessions.get_mut(&sid) else {

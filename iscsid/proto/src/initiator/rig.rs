@@ -645,7 +645,7 @@ impl Rig {
     pub(super) fn completed(&self, tag: u32) -> Vec<&Timed<Completion>> {
         self.completions
             .iter()
-            .filter(|c| c.what.tag == tag)
+            .filter(|c| c.what.tag == u64::from(tag))
             .collect()
     }
 }

@@ -93,6 +93,9 @@ pub struct Sess {
     /// Offer "CRC32C,None" for (HeaderDigest, DataDigest): set after the
     /// target answered Reject to our None, until the configuration changes.
     pub digest_any: (bool, bool),
+    /// Redirects since the last login: a portal that sends us round in a
+    /// loop must not have us reconnect at once for ever.
+    pub redirects: u8,
     /// Kernel tag -> connections the command has gone down with.
     pub reissued: BTreeMap<Tag, u8>,
 }
@@ -130,6 +133,7 @@ impl Sess {
             isid_generation: 0,
             chap_md5_only: false,
             digest_any: (false, false),
+            redirects: 0,
             reissued: BTreeMap::new(),
         }
     }
@@ -263,6 +267,9 @@ impl Sess {
         }
     }
 }
+
+/// Redirects followed at once before the reconnect backoff applies.
+pub const REDIRECTS_AT_ONCE: u8 = 4;
 
 /// Qualifier step between ISID generations: past the 256 vscsi targets
 /// and the discovery sessions' range, so that no generation of one session
