@@ -226,6 +226,19 @@ impl BadTarget {
         st.luns.unit_attention = true;
     }
 
+    /// Takes a LUN away without a word (as an admin would while the
+    /// initiator is disconnected).
+    pub fn remove_lun(&self, lun: u32) {
+        self.sh.state().luns.disks.remove(&lun);
+    }
+
+    /// Changes a LUN's size without a word, keeping what fits.
+    pub fn resize_lun(&self, lun: u32, blocks: u64) {
+        if let Some(d) = self.sh.state().luns.disks.get_mut(&lun) {
+            d.resize(blocks as usize * BLOCK, 0);
+        }
+    }
+
     /// `len` bytes at byte `offset` of LUN `lun`'s RAM disk.
     pub fn disk(&self, lun: u32, offset: usize, len: usize) -> Option<Vec<u8>> {
         let st = self.sh.state();

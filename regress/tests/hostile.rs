@@ -474,6 +474,39 @@ fn unanswered_resets_escalate_to_a_new_connection() {
 }
 
 #[test]
+fn luns_changed_while_the_session_was_down() {
+    let cfg = BadConfig {
+        luns: vec![(0, 16384), (1, 2048)],
+        ..BadConfig::default()
+    };
+    let mut bed = Bed::new(cfg, "");
+    let disks = bed.disks(2);
+    assert!(
+        disks.iter().any(|d| d.lun == 0 && d.blocks == 16384),
+        "{disks:?}"
+    );
+    // While the connection is down, LUN 1 goes and LUN 0 shrinks; the
+    // target says nothing about it.
+    bed.tgt.remove_lun(1);
+    bed.tgt.resize_lun(0, 8192);
+    bed.tgt.arm(Fault::AsyncDrop);
+    bed.wait_logins(2);
+    let got = bed
+        .emu
+        .wait_disks(
+            |d| d.len() == 1 && d[0].lun == 0 && d[0].blocks == 8192,
+            IO_LIMIT,
+        )
+        .unwrap_or_else(|e| panic!("disks not updated: {e:?}\n{}", bed.context()));
+    let data = pattern(13, 8 * BLOCK);
+    bed.write(&got[0], 8000, &data);
+    assert_eq!(bed.on_target(0, 8000, data.len()), data);
+    bed.log_has("lun 1 is gone");
+    bed.log_has("lun 0 changed from 16384 to 8192 blocks");
+    bed.assert_alive();
+}
+
+#[test]
 fn new_lun_after_reported_luns_changed() {
     let mut bed = Bed::new(BadConfig::default(), "");
     let disk = bed.disks(1).remove(0);

@@ -8,7 +8,7 @@ use log::{debug, info, warn};
 
 use super::cause::CloseCause;
 use super::sess::{Conn, Ending, REDIRECTS_AT_ONCE};
-use super::{Action, Initiator, SessionId, State};
+use super::{luns, Action, Initiator, SessionId, State};
 use crate::discovery;
 use crate::login::LoginError;
 use crate::scsi::Outcome;
@@ -50,7 +50,7 @@ impl Initiator {
                         s.stats.errors += 1;
                     }
                 }
-                self.complete_in(sid, c);
+                self.complete_in(sid, c, Some(now));
             }
             Event::Rescan => {
                 if let Some(t) = self.sessions.get(&sid).and_then(|s| s.vscsi_target) {
@@ -121,10 +121,14 @@ impl Initiator {
             debug!("{}: logging out at once ({e:?})", s.cfg.name);
             c.session.logout(now);
         } else if let Some(t) = s.vscsi_target {
+            let again = s.stats.logins > 1;
             self.actions.push_back(Action::Probe {
                 target: t,
                 lun: None,
             });
+            if again {
+                self.recheck_luns(sid, now);
+            }
         }
     }
 
@@ -299,7 +303,7 @@ impl Initiator {
                 None => None,
             };
             match ev {
-                Some(Event::Complete(c)) => self.complete_in(sid, c),
+                Some(Event::Complete(c)) => self.complete_in(sid, c, None),
                 Some(other) => debug!("dropped event {other:?} with the connection"),
                 None => break,
             }
@@ -314,7 +318,14 @@ impl Initiator {
             return;
         };
         let Some(c) = s.conn.as_mut() else { return };
-        let tasks = c.session.take_tasks();
+        // Our own queries are asked again after the next login.
+        let tasks: Vec<ScsiTask> = c
+            .session
+            .take_tasks()
+            .into_iter()
+            .filter(|t| !luns::is_internal(t.tag))
+            .collect();
+        s.luns_state.connection_lost();
         let limit = s.cfg.timers.reissue_limit;
         let mut keep = Vec::new();
         let mut give_up = Vec::new();
@@ -345,15 +356,32 @@ impl Initiator {
             s.hold(t, now);
         }
         for t in give_up {
-            self.complete_in(sid, Completion::status_only(t.tag, t.dir, Outcome::Retry));
+            self.complete_in(
+                sid,
+                Completion::status_only(t.tag, t.dir, Outcome::Retry),
+                None,
+            );
         }
     }
 
     /// A command of this session is finished: it goes to the kernel, and
     /// its reissue count with it (the kernel reuses tags).
-    fn complete_in(&mut self, sid: SessionId, c: Completion) {
+    /// Our own commands stay here; `now` is None when their connection is
+    /// gone with them.
+    fn complete_in(&mut self, sid: SessionId, c: Completion, now: Option<Instant>) {
+        if luns::is_internal(c.tag) {
+            return match now {
+                Some(now) => self.internal_done(sid, c, now),
+                None => {
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.luns_state.connection_lost();
+                    }
+                }
+            };
+        }
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.reissued.remove(&c.tag);
+            luns::kernel_completion(&mut s.luns_state, &c);
         }
         self.complete(c);
     }
@@ -413,7 +441,11 @@ impl Initiator {
                 s.held_deadline = None;
                 let held: Vec<ScsiTask> = s.held.drain(..).collect();
                 for t in held {
-                    self.complete_in(sid, Completion::status_only(t.tag, t.dir, Outcome::Retry));
+                    self.complete_in(
+                        sid,
+                        Completion::status_only(t.tag, t.dir, Outcome::Retry),
+                        None,
+                    );
                 }
             }
             // Held across the new login, within the replacement timeout.
@@ -460,7 +492,13 @@ impl Initiator {
                     // Everything not finished comes along to the new login
                     // rather than back to the kernel; the logout ends the
                     // old tasks on the target.
-                    let tasks = c.session.take_tasks();
+                    let tasks: Vec<ScsiTask> = c
+                        .session
+                        .take_tasks()
+                        .into_iter()
+                        .filter(|t| !luns::is_internal(t.tag))
+                        .collect();
+                    s.luns_state.connection_lost();
                     c.session.logout(now);
                     let held: Vec<ScsiTask> = s.held.drain(..).collect();
                     for t in tasks.into_iter().chain(held) {
@@ -505,7 +543,11 @@ impl Initiator {
             s.held_deadline = None;
             let held: Vec<ScsiTask> = s.held.drain(..).collect();
             for t in held {
-                self.complete_in(sid, Completion::status_only(t.tag, t.dir, Outcome::Retry));
+                self.complete_in(
+                    sid,
+                    Completion::status_only(t.tag, t.dir, Outcome::Retry),
+                    None,
+                );
             }
         }
         let Some(s) = self.sessions.get_mut(&sid) else {

@@ -16,6 +16,7 @@ mod config;
 mod discover;
 mod entropy;
 mod lifecycle;
+mod luns;
 mod reload;
 #[cfg(test)]
 mod rig;
@@ -214,6 +215,7 @@ impl Initiator {
         };
         s.stats.commands += 1;
         s.luns.insert(c.lun);
+        s.luns_state.note_command(&task, c.lun);
         if s.state == State::LoggedIn && s.ending.is_none() {
             if let Some(conn) = s.conn.as_mut() {
                 conn.session.submit(task, now);

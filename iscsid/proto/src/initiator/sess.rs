@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::config::TargetConfig;
+use super::luns::LunState;
 use super::{ClientId, ConnId, SessionId, State};
 use crate::chap::ChapConfig;
 use crate::login::LoginConfig;
@@ -96,6 +97,8 @@ pub struct Sess {
     /// Redirects since the last login: a portal that sends us round in a
     /// loop must not have us reconnect at once for ever.
     pub redirects: u8,
+    /// The kernel's disks as far as we know them, and our own queries.
+    pub luns_state: LunState,
     /// Kernel tag -> connections the command has gone down with.
     pub reissued: BTreeMap<Tag, u8>,
 }
@@ -134,6 +137,7 @@ impl Sess {
             chap_md5_only: false,
             digest_any: (false, false),
             redirects: 0,
+            luns_state: LunState::default(),
             reissued: BTreeMap::new(),
         }
     }
