@@ -11,8 +11,7 @@ use log::{debug, error, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::procmsg;
-use crate::relaymsg::{self, Cmd, Done};
+use crate::procmsg::{self, Cmd, Done};
 use crate::vscsi::{self, DevError, Device, Dir, I2t, Status};
 
 const DEVICE: Token = Token(0);
@@ -284,7 +283,7 @@ impl Relay {
                 self.complete(d.tag, d.status, &d.sense)
             }
             procmsg::PROBE | procmsg::DETACH => {
-                let (t, l) = relaymsg::decode_devevent(&m.data)
+                let (t, l) = procmsg::decode_devevent(&m.data)
                     .map_err(|e| io::Error::other(format!("bad device event: {e}")))?;
                 let r = if m.kind == procmsg::PROBE {
                     self.dev.probe(t, l)
