@@ -17,7 +17,7 @@ use common::imsg::ImsgBuf;
 use log::{error, info, warn};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
 use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{execvp, fork, ForkResult, Pid};
@@ -132,6 +132,19 @@ fn pair() -> Result<(OwnedFd, OwnedFd), StartError> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(|e| StartError::Sys("socketpair", e))
+}
+
+/// The relay<->engine channel: a pair with buffers of RELAY_SOCKBUF each
+/// way on both ends (see there for the size).
+fn relay_pair() -> Result<(OwnedFd, OwnedFd), StartError> {
+    let (a, b) = pair()?;
+    for end in [&a, &b] {
+        setsockopt(end, sockopt::SndBuf, &procmsg::RELAY_SOCKBUF)
+            .map_err(|e| StartError::Sys("setsockopt SO_SNDBUF", e))?;
+        setsockopt(end, sockopt::RcvBuf, &procmsg::RELAY_SOCKBUF)
+            .map_err(|e| StartError::Sys("setsockopt SO_RCVBUF", e))?;
+    }
+    Ok((a, b))
 }
 
 /// What every child is exec'd with: the binary and the options it shares
@@ -284,7 +297,7 @@ pub fn run(opts: &Options) -> Result<i32, StartError> {
         no_broadcast_kill(pid);
     }
 
-    let (r_end, e_end) = pair()?;
+    let (r_end, e_end) = relay_pair()?;
     let _p_relay = send(
         p_relay,
         vec![(procmsg::DEVICE, device), (procmsg::RELAY_CHANNEL, r_end)],
@@ -441,5 +454,25 @@ fn describe(ws: WaitStatus) -> String {
         WaitStatus::Exited(_, c) => format!("status {c}"),
         WaitStatus::Signaled(_, s, _) => format!("signal {}", s.as_str()),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::getsockopt;
+
+    /// Both ends of the relay<->engine channel get the buffers asked for.
+    /// Linux doubles the value for its bookkeeping (and caps the request at
+    /// net.core.[rw]mem_max first), hence at least, not equal.
+    #[test]
+    fn relay_pair_has_its_buffer_sizes() {
+        let (a, b) = relay_pair().unwrap();
+        for end in [&a, &b] {
+            let snd = getsockopt(end, sockopt::SndBuf).unwrap();
+            let rcv = getsockopt(end, sockopt::RcvBuf).unwrap();
+            assert!(snd >= procmsg::RELAY_SOCKBUF, "SO_SNDBUF {snd}");
+            assert!(rcv >= procmsg::RELAY_SOCKBUF, "SO_RCVBUF {rcv}");
+        }
     }
 }

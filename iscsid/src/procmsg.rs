@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+use common::imsg::HEADER_SIZE;
 use common::wire::{Reader, WireError, Writer};
 
 use crate::vscsi::{Dir, I2t, Status, CDB_MAX, SENSE_LEN};
@@ -38,12 +39,42 @@ pub const PROBE: u32 = 12;
 /// engine -> relay: VSCSI_REQDETACH (target, lun; `encode_devevent`).
 pub const DETACH: u32 = 13;
 
-/// Largest data of one relay<->engine message. OpenBSD's MAXPHYS is
-/// 64 KiB; the emulator may send more, up to this.
+/// OpenBSD's MAXPHYS: the most data one vscsi(4) command moves.
+pub const MAXPHYS: usize = 64 << 10;
+/// Largest data of one relay<->engine message. The emulator may send more
+/// than MAXPHYS, up to this.
 pub const MAX_DATA: usize = 16 << 20;
 /// Largest relay<->engine message, the imsg size limit of that channel:
 /// the data plus its trailer, with room to spare.
 pub const MAX_RELAY_MSG: usize = MAX_DATA + 4096;
+/// Largest relay<->engine message the kernel causes: MAXPHYS of data, the
+/// longer trailer and the imsg header.
+pub const MAX_KERNEL_MSG: usize = MAXPHYS + max(CMD_TRAILER, DONE_TRAILER) + HEADER_SIZE;
+/// SO_SNDBUF and SO_RCVBUF of both ends of the relay<->engine channel.
+/// OpenBSD's unix-stream default (32 KiB) holds half a MAXPHYS command, so
+/// every large command would take several wake-ups on each side; this
+/// holds a burst of RELAY_BURST full-size ones. It is SB_MAX of OpenBSD's
+/// socketvar.h (256 KiB in the releases we read), the most setsockopt
+/// accepts there without ENOBUFS. MAX_RELAY_MSG itself is no candidate:
+/// 16 MiB is far above that limit and above what Linux grants without
+/// SO_SNDBUFFORCE, and a stream socket need not hold a message whole, as
+/// the imsg reader reassembles it.
+pub const RELAY_SOCKBUF: usize = 256 << 10;
+/// Full-size kernel commands the relay can hand over without waiting.
+pub const RELAY_BURST: usize = 3;
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+// The imsg limit takes any message the relay forwards.
+const _: () = assert!(MAX_DATA + max(CMD_TRAILER, DONE_TRAILER) + HEADER_SIZE <= MAX_RELAY_MSG);
+// The socket buffers take the burst they are sized for.
+const _: () = assert!(RELAY_SOCKBUF >= RELAY_BURST * MAX_KERNEL_MSG);
 
 /// A kernel command and, for writes, all of its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
