@@ -329,6 +329,7 @@ fn sandbox_parent(socket: &Path) {
 /// Waits for signals. SIGTERM, SIGINT and SIGHUP shut down gracefully: the
 /// engine logs the sessions out and exits, the relay follows when its
 /// channel closes. A child that dies on its own takes the daemon down.
+/// The status is 0 only if both children exited with 0.
 fn supervise(relay: Pid, engine: Pid, socket: &Path) -> i32 {
     let set = child::parent_sigset();
     let mut alive = [Some((relay, Role::Relay)), Some((engine, Role::Engine))];
@@ -353,7 +354,15 @@ fn supervise(relay: Pid, engine: Pid, socket: &Path) -> i32 {
                     };
                     let role = slot.map_or(Role::Relay, |(_, r)| r);
                     *slot = None;
-                    if !stopping {
+                    if stopping {
+                        // A child killed during shutdown (by the alarm's
+                        // SIGKILL, or by a signal it did not handle) did not
+                        // finish its logouts or its last completions.
+                        if !matches!(ws, WaitStatus::Exited(_, 0)) {
+                            warn!("{} terminated ({})", role.name(), describe(ws));
+                            status = 1;
+                        }
+                    } else {
                         error!(
                             "{} exited unexpectedly ({}), shutting down",
                             role.name(),
