@@ -1,8 +1,9 @@
 //! The privileged parent: opens the control socket and the vscsi device as
-//! root, forks the relay and the engine (each chrooted and unprivileged),
-//! hands them their descriptors over imsg, then only reaps and signals.
+//! root, starts the relay and the engine (`start_child`: fork and exec;
+//! each then chroots and drops to the unprivileged user), hands them their
+//! descriptors over imsg, then only reaps and signals.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::CString;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -46,6 +47,8 @@ pub enum StartError {
     Imsg(common::imsg::Error),
     /// The path of the running binary, which the children are exec'd from.
     Exe(io::Error),
+    /// A child's argument that cannot be passed to exec.
+    NulInArgument(String),
 }
 
 impl fmt::Display for StartError {
@@ -69,6 +72,7 @@ impl fmt::Display for StartError {
                 f,
                 "cannot find the iscsid binary to start the children: {e}"
             ),
+            StartError::NulInArgument(a) => write!(f, "NUL in argument {a:?}"),
         }
     }
 }
@@ -160,24 +164,32 @@ impl ChildCommand {
         // names a path; a bare name is looked up in PATH by execvp, as
         // bgpd's start_child does.
         let exe = std::env::current_exe().map_err(StartError::Exe)?;
-        let c = |s: &OsStr| {
-            CString::new(s.as_bytes())
-                .map_err(|_| StartError::Exe(io::Error::from(io::ErrorKind::InvalidInput)))
-        };
         let mut common = Vec::new();
         if opts.debug {
-            common.push(c(OsStr::new("-d"))?);
+            common.push(c"-d".to_owned());
         }
         if opts.verbose {
-            common.push(c(OsStr::new("-v"))?);
+            common.push(c"-v".to_owned());
         }
-        common.push(c(OsStr::new("-u"))?);
-        common.push(c(OsStr::new(&opts.user))?);
+        common.push(c"-u".to_owned());
+        common.push(c_arg(opts.user.as_bytes())?);
         Ok(ChildCommand {
-            exe: c(exe.as_os_str())?,
+            exe: c_arg(exe.as_os_str().as_bytes())?,
             common,
         })
     }
+
+    /// The whole command line of one child: the role's flag comes first.
+    fn argv(&self, role: Role) -> Result<Vec<CString>, StartError> {
+        let mut argv = vec![self.exe.clone(), c_arg(format!("-{}", role.flag()))?];
+        argv.extend(self.common.iter().cloned());
+        Ok(argv)
+    }
+}
+
+fn c_arg(s: impl Into<Vec<u8>>) -> Result<CString, StartError> {
+    CString::new(s)
+        .map_err(|e| StartError::NulInArgument(String::from_utf8_lossy(&e.into_vec()).into_owned()))
 }
 
 /// Starts one child, the way bgpd's start_child does: fork, put `chan` at
@@ -209,12 +221,7 @@ impl ChildCommand {
 /// The signal mask, with the parent's signals blocked, survives fork and
 /// exec; `child` explains why that matters.
 fn start_child(role: Role, cmd: &ChildCommand, chan: OwnedFd) -> Result<Pid, StartError> {
-    let mut argv = vec![cmd.exe.clone()];
-    argv.push(
-        CString::new(format!("-{}", role.flag()))
-            .map_err(|_| StartError::Exe(io::Error::from(io::ErrorKind::InvalidInput)))?,
-    );
-    argv.extend(cmd.common.iter().cloned());
+    let argv = cmd.argv(role)?;
     // SAFETY: the parent is single-threaded (it starts no thread), so the
     // child may allocate; it only moves a descriptor and execs, or exits.
     match unsafe { fork() }.map_err(|e| StartError::Sys("fork", e))? {
@@ -237,9 +244,8 @@ fn exec_child(chan: &OwnedFd, exe: &CString, argv: &[CString]) -> nix::Error {
             return e;
         }
     } else {
-        // SAFETY: dup2(2) on two descriptor numbers. Whatever this child
-        // had at CHANNEL_FD is a close-on-exec copy of a parent's
-        // descriptor that the child never uses again: it execs next or
+        // SAFETY: dup2(2) on two descriptor numbers. Whatever this forked
+        // copy had at CHANNEL_FD it never uses again: it execs next or
         // exits.
         if unsafe { libc::dup2(chan.as_raw_fd(), CHANNEL_FD) } == -1 {
             return nix::Error::last();
@@ -470,6 +476,34 @@ fn describe(ws: WaitStatus) -> String {
 mod tests {
     use super::*;
     use nix::sys::socket::getsockopt;
+
+    /// A child's command line: the running binary, the role's flag first
+    /// (where `main` looks for it), then what the parent was told.
+    #[test]
+    fn child_command_lines() {
+        let mut opts = Options {
+            debug: false,
+            verbose: true,
+            device: PathBuf::from("/dev/null"),
+            socket: PathBuf::from("/nonexistent"),
+            user: "_someone".into(),
+        };
+        let cmd = ChildCommand::new(&opts).unwrap();
+        let argv = cmd.argv(Role::Engine).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(argv[0].as_bytes(), exe.as_os_str().as_bytes());
+        let rest: Vec<_> = argv[1..].iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(rest, ["-E", "-v", "-u", "_someone"]);
+        opts.debug = true;
+        let argv = ChildCommand::new(&opts).unwrap().argv(Role::Relay).unwrap();
+        assert_eq!(argv[1].to_str().unwrap(), "-R");
+        assert_eq!(argv[2].to_str().unwrap(), "-d");
+        opts.user = "a\0b".into();
+        assert!(matches!(
+            ChildCommand::new(&opts),
+            Err(StartError::NulInArgument(_))
+        ));
+    }
 
     /// Both ends of the relay<->engine channel get the buffers asked for.
     /// Linux doubles the value for its bookkeeping (and caps the request at
