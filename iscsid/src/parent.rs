@@ -1,11 +1,14 @@
 //! The privileged parent: opens the control socket and the vscsi device as
-//! root, forks the relay and the engine (each chrooted and unprivileged),
-//! hands them their descriptors over imsg, then only reaps and signals.
+//! root, starts the relay and the engine (`start_child`: fork and exec;
+//! each then chroots and drops to the unprivileged user), hands them their
+//! descriptors over imsg, then only reaps and signals.
 
+use std::ffi::CString;
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -13,12 +16,14 @@ use std::process;
 
 use common::imsg::ImsgBuf;
 use log::{error, info, warn};
-use nix::sys::signal::{kill, SigSet, Signal};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
 use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid, User};
+use nix::unistd::{execvp, fork, ForkResult, Pid};
 
+use crate::child::{self, Role, CHANNEL_FD};
 use crate::privdrop;
 use crate::procmsg;
 
@@ -40,6 +45,10 @@ pub enum StartError {
     NotADevice(PathBuf),
     Sys(&'static str, nix::Error),
     Imsg(common::imsg::Error),
+    /// The path of the running binary, which the children are exec'd from.
+    Exe(io::Error),
+    /// A child's argument that cannot be passed to exec.
+    NulInArgument(String),
 }
 
 impl fmt::Display for StartError {
@@ -59,6 +68,11 @@ impl fmt::Display for StartError {
             ),
             StartError::Sys(what, e) => write!(f, "{what}: {e}"),
             StartError::Imsg(e) => write!(f, "imsg: {e}"),
+            StartError::Exe(e) => write!(
+                f,
+                "cannot find the iscsid binary to start the children: {e}"
+            ),
+            StartError::NulInArgument(a) => write!(f, "NUL in argument {a:?}"),
         }
     }
 }
@@ -124,62 +138,136 @@ fn pair() -> Result<(OwnedFd, OwnedFd), StartError> {
     .map_err(|e| StartError::Sys("socketpair", e))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Relay,
-    Engine,
+/// The relay<->engine channel: a pair with buffers of RELAY_SOCKBUF each
+/// way on both ends (see there for the size).
+fn relay_pair() -> Result<(OwnedFd, OwnedFd), StartError> {
+    let (a, b) = pair()?;
+    for end in [&a, &b] {
+        setsockopt(end, sockopt::SndBuf, &procmsg::RELAY_SOCKBUF)
+            .map_err(|e| StartError::Sys("setsockopt SO_SNDBUF", e))?;
+        setsockopt(end, sockopt::RcvBuf, &procmsg::RELAY_SOCKBUF)
+            .map_err(|e| StartError::Sys("setsockopt SO_RCVBUF", e))?;
+    }
+    Ok((a, b))
 }
 
-impl Role {
-    fn name(self) -> &'static str {
-        match self {
-            Role::Relay => "relay",
-            Role::Engine => "engine",
+/// What every child is exec'd with: the binary and the options it shares
+/// with the parent. Built before any fork.
+struct ChildCommand {
+    exe: CString,
+    common: Vec<CString>,
+}
+
+impl ChildCommand {
+    fn new(opts: &Options) -> Result<ChildCommand, StartError> {
+        // Linux: /proc/self/exe. OpenBSD: argv[0], made absolute if it
+        // names a path; a bare name is looked up in PATH by execvp, as
+        // bgpd's start_child does.
+        let exe = std::env::current_exe().map_err(StartError::Exe)?;
+        let mut common = Vec::new();
+        if opts.debug {
+            common.push(c"-d".to_owned());
+        }
+        if opts.verbose {
+            common.push(c"-v".to_owned());
+        }
+        common.push(c"-u".to_owned());
+        common.push(c_arg(opts.user.as_bytes())?);
+        Ok(ChildCommand {
+            exe: c_arg(exe.as_os_str().as_bytes())?,
+            common,
+        })
+    }
+
+    /// The whole command line of one child: the role's flag comes first.
+    fn argv(&self, role: Role) -> Result<Vec<CString>, StartError> {
+        let mut argv = vec![self.exe.clone(), c_arg(format!("-{}", role.flag()))?];
+        argv.extend(self.common.iter().cloned());
+        Ok(argv)
+    }
+}
+
+fn c_arg(s: impl Into<Vec<u8>>) -> Result<CString, StartError> {
+    CString::new(s)
+        .map_err(|e| StartError::NulInArgument(String::from_utf8_lossy(&e.into_vec()).into_owned()))
+}
+
+/// Starts one child, the way bgpd's start_child does: fork, put `chan` at
+/// CHANNEL_FD, exec this binary again with the role's flag first, then
+/// -d, -v and -u as the parent has them (`main` reads the flag). Both children
+/// start here, and nowhere else.
+///
+/// Why exec and not fork alone:
+/// * A fresh address space. Each exec gets its own ASLR layout (PIE base,
+///   libraries, stack, heap), its own stack-protector cookie and, on
+///   OpenBSD, fresh malloc and arc4random state. After a bare fork the
+///   root parent and both children share one layout, so an information
+///   leak in the engine, which parses hostile network input, would tell
+///   an attacker where everything is in the relay it feeds, which holds
+///   the device and is unpledged.
+/// * Nothing is inherited by accident: no heap (the parent holds no
+///   secrets at this point, as CHAP secrets reach only the engine, later,
+///   over the control socket; with exec that stays true whatever the
+///   parent learns in future) and no descriptor other than the channel
+///   and stdio (`close_above_channel`).
+/// * It costs two execs at start-up; children are never restarted.
+/// * The exec comes before any chroot: the parent never chroots, and the
+///   child chroots itself after exec (`child::main`). The parent pledges
+///   only after both children have started, so it needs no "exec".
+/// * A child stays a child of the parent with the same pid, so
+///   supervision and the tests that look at the children through /proc
+///   see what they saw before; the command line now shows the role.
+///
+/// The signal mask, with the parent's signals blocked, survives fork and
+/// exec; `child` explains why that matters.
+fn start_child(role: Role, cmd: &ChildCommand, chan: OwnedFd) -> Result<Pid, StartError> {
+    let argv = cmd.argv(role)?;
+    // SAFETY: the parent is single-threaded (it starts no thread), so the
+    // child may allocate; it only moves a descriptor and execs, or exits.
+    match unsafe { fork() }.map_err(|e| StartError::Sys("fork", e))? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            let e = exec_child(&chan, &cmd.exe, &argv);
+            error!("{}: exec {}: {e}", role.name(), cmd.exe.to_string_lossy());
+            // SAFETY: _exit(2) ends this forked copy at once, without the
+            // parent's atexit handlers or buffers.
+            unsafe { libc::_exit(1) }
         }
     }
 }
 
-fn signals() -> SigSet {
-    let mut s = SigSet::empty();
-    for sig in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-        Signal::SIGALRM,
-    ] {
-        s.add(sig);
+/// In the forked child: the channel to CHANNEL_FD, without close-on-exec,
+/// nothing above it, then exec. Returns only on failure.
+fn exec_child(chan: &OwnedFd, exe: &CString, argv: &[CString]) -> nix::Error {
+    if chan.as_raw_fd() == CHANNEL_FD {
+        if let Err(e) = fcntl(chan.as_fd(), FcntlArg::F_SETFD(FdFlag::empty())) {
+            return e;
+        }
+    } else {
+        // SAFETY: dup2(2) on two descriptor numbers. Whatever this forked
+        // copy had at CHANNEL_FD it never uses again: it execs next or
+        // exits.
+        if unsafe { libc::dup2(chan.as_raw_fd(), CHANNEL_FD) } == -1 {
+            return nix::Error::last();
+        }
     }
-    s
+    close_above_channel();
+    match execvp(exe, argv) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
 }
 
-/// The child's life after fork: drop root, then run its loop.
-fn child_main(role: Role, chan: OwnedFd, user: &User) -> ! {
-    common::log::set_procname(role.name());
-    if let Err(e) = signals().thread_unblock() {
-        error!("sigprocmask: {e}");
-        process::exit(1);
-    }
-    if let Err(e) = privdrop::drop_to(user) {
-        error!("{e}");
-        process::exit(1);
-    }
-    crate::malloc::tune();
-    let code = match role {
-        Role::Relay => crate::relay::main(chan),
-        Role::Engine => crate::engine::main(chan),
-    };
-    process::exit(code)
-}
-
-/// Sends descriptors; the channel stays open so a child sees EOF if the
-/// parent dies.
-fn send(chan: OwnedFd, msgs: Vec<(u32, Option<OwnedFd>)>) -> Result<ImsgBuf, StartError> {
+/// Sends a child its descriptors, then GO. The channel stays open so a
+/// child sees EOF if the parent dies.
+fn send(chan: OwnedFd, fds: Vec<(u32, OwnedFd)>) -> Result<ImsgBuf, StartError> {
     let mut ib = ImsgBuf::new(chan);
-    for (kind, fd) in msgs {
-        ib.compose(kind, 0, process::id(), &[], fd)
+    for (kind, fd) in fds {
+        ib.compose(kind, 0, process::id(), &[], Some(fd))
             .map_err(StartError::Imsg)?;
     }
+    ib.compose(procmsg::GO, 0, process::id(), &[], None)
+        .map_err(StartError::Imsg)?;
     ib.write_all().map_err(StartError::Imsg)?;
     Ok(ib)
 }
@@ -189,7 +277,10 @@ pub fn run(opts: &Options) -> Result<i32, StartError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(StartError::NotRoot);
     }
-    let user = privdrop::lookup(&opts.user).map_err(StartError::Priv)?;
+    // The children look the user up themselves; this is to fail before
+    // touching the device and the socket.
+    privdrop::lookup(&opts.user).map_err(StartError::Priv)?;
+    let cmd = ChildCommand::new(opts)?;
     // The device first: its open is exclusive, so a busy device means
     // another initiator runs and its control socket must stay.
     let device = device_open(&opts.device)?;
@@ -198,56 +289,30 @@ pub fn run(opts: &Options) -> Result<i32, StartError> {
         nix::unistd::daemon(true, false).map_err(|e| StartError::Sys("daemon", e))?;
     }
     // Block the signals the parent waits for before any child exists, so
-    // none is lost; children unblock them.
-    signals()
+    // none is lost. The children inherit the mask and unblock them once
+    // their own handling is in place (see `child`).
+    child::parent_sigset()
         .thread_block()
         .map_err(|e| StartError::Sys("sigprocmask", e))?;
 
     let (p_relay, c_relay) = pair()?;
-    // SAFETY: the parent is single-threaded here; the child only drops
-    // descriptors, drops privileges and runs its own loop.
-    let relay = match unsafe { fork() }.map_err(|e| StartError::Sys("fork", e))? {
-        ForkResult::Child => {
-            drop(p_relay);
-            drop(listener);
-            drop(device);
-            child_main(Role::Relay, c_relay, &user)
-        }
-        ForkResult::Parent { child } => child,
-    };
-    drop(c_relay);
+    let relay = start_child(Role::Relay, &cmd, c_relay)?;
     let (p_engine, c_engine) = pair()?;
-    // SAFETY: as above.
-    let engine = match unsafe { fork() }.map_err(|e| StartError::Sys("fork", e))? {
-        ForkResult::Child => {
-            drop(p_relay);
-            drop(p_engine);
-            drop(listener);
-            drop(device);
-            child_main(Role::Engine, c_engine, &user)
-        }
-        ForkResult::Parent { child } => child,
-    };
-    drop(c_engine);
+    let engine = start_child(Role::Engine, &cmd, c_engine)?;
     for pid in [Pid::this(), relay, engine] {
         no_broadcast_kill(pid);
     }
 
-    let (r_end, e_end) = pair()?;
+    let (r_end, e_end) = relay_pair()?;
     let _p_relay = send(
         p_relay,
-        vec![
-            (procmsg::DEVICE, Some(device)),
-            (procmsg::RELAY_CHANNEL, Some(r_end)),
-            (procmsg::GO, None),
-        ],
+        vec![(procmsg::DEVICE, device), (procmsg::RELAY_CHANNEL, r_end)],
     )?;
     let _p_engine = send(
         p_engine,
         vec![
-            (procmsg::CONTROL_SOCKET, Some(listener.into())),
-            (procmsg::RELAY_CHANNEL, Some(e_end)),
-            (procmsg::GO, None),
+            (procmsg::CONTROL_SOCKET, listener.into()),
+            (procmsg::RELAY_CHANNEL, e_end),
         ],
     )?;
     sandbox_parent(&opts.socket);
@@ -270,8 +335,9 @@ fn sandbox_parent(socket: &Path) {
 /// Waits for signals. SIGTERM, SIGINT and SIGHUP shut down gracefully: the
 /// engine logs the sessions out and exits, the relay follows when its
 /// channel closes. A child that dies on its own takes the daemon down.
+/// The status is 0 only if both children exited with 0.
 fn supervise(relay: Pid, engine: Pid, socket: &Path) -> i32 {
-    let set = signals();
+    let set = child::parent_sigset();
     let mut alive = [Some((relay, Role::Relay)), Some((engine, Role::Engine))];
     let mut stopping = false;
     let mut status = 0;
@@ -294,7 +360,15 @@ fn supervise(relay: Pid, engine: Pid, socket: &Path) -> i32 {
                     };
                     let role = slot.map_or(Role::Relay, |(_, r)| r);
                     *slot = None;
-                    if !stopping {
+                    if stopping {
+                        // A child killed during shutdown (by the alarm's
+                        // SIGKILL, or by a signal it did not handle) did not
+                        // finish its logouts or its last completions.
+                        if !matches!(ws, WaitStatus::Exited(_, 0)) {
+                            warn!("{} terminated ({})", role.name(), describe(ws));
+                            status = 1;
+                        }
+                    } else {
                         error!(
                             "{} exited unexpectedly ({}), shutting down",
                             role.name(),
@@ -355,6 +429,31 @@ fn no_broadcast_kill(pid: Pid) {
     }
 }
 
+/// Closes every descriptor above CHANNEL_FD in the forked child. The
+/// parent's own are close-on-exec already; this is for those it inherited
+/// from whoever started it without that flag, which would otherwise reach
+/// the children.
+#[cfg(target_os = "openbsd")]
+fn close_above_channel() {
+    // SAFETY: closefrom(2) closes descriptor numbers only; this forked
+    // child execs or exits next and never uses what it owned there.
+    unsafe { libc::closefrom(CHANNEL_FD + 1) };
+}
+
+#[cfg(target_os = "linux")]
+fn close_above_channel() {
+    // SAFETY: close_range(2) closes descriptor numbers only, as above.
+    // Before Linux 5.9 it fails with ENOSYS and the descriptors stay, as
+    // they did before this existed; there is no one to tell but the log.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, CHANNEL_FD + 1, libc::c_uint::MAX, 0) };
+    if r == -1 {
+        warn!("close_range: {}", io::Error::last_os_error());
+    }
+}
+
+#[cfg(not(any(target_os = "openbsd", target_os = "linux")))]
+fn close_above_channel() {}
+
 /// Linux has no such protection; nothing to do.
 #[cfg(not(target_os = "openbsd"))]
 fn no_broadcast_kill(_pid: Pid) {}
@@ -370,5 +469,53 @@ fn describe(ws: WaitStatus) -> String {
         WaitStatus::Exited(_, c) => format!("status {c}"),
         WaitStatus::Signaled(_, s, _) => format!("signal {}", s.as_str()),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::getsockopt;
+
+    /// A child's command line: the running binary, the role's flag first
+    /// (where `main` looks for it), then what the parent was told.
+    #[test]
+    fn child_command_lines() {
+        let mut opts = Options {
+            debug: false,
+            verbose: true,
+            device: PathBuf::from("/dev/null"),
+            socket: PathBuf::from("/nonexistent"),
+            user: "_someone".into(),
+        };
+        let cmd = ChildCommand::new(&opts).unwrap();
+        let argv = cmd.argv(Role::Engine).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(argv[0].as_bytes(), exe.as_os_str().as_bytes());
+        let rest: Vec<_> = argv[1..].iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(rest, ["-E", "-v", "-u", "_someone"]);
+        opts.debug = true;
+        let argv = ChildCommand::new(&opts).unwrap().argv(Role::Relay).unwrap();
+        assert_eq!(argv[1].to_str().unwrap(), "-R");
+        assert_eq!(argv[2].to_str().unwrap(), "-d");
+        opts.user = "a\0b".into();
+        assert!(matches!(
+            ChildCommand::new(&opts),
+            Err(StartError::NulInArgument(_))
+        ));
+    }
+
+    /// Both ends of the relay<->engine channel get the buffers asked for.
+    /// Linux doubles the value for its bookkeeping (and caps the request at
+    /// net.core.[rw]mem_max first), hence at least, not equal.
+    #[test]
+    fn relay_pair_has_its_buffer_sizes() {
+        let (a, b) = relay_pair().unwrap();
+        for end in [&a, &b] {
+            let snd = getsockopt(end, sockopt::SndBuf).unwrap();
+            let rcv = getsockopt(end, sockopt::RcvBuf).unwrap();
+            assert!(snd >= procmsg::RELAY_SOCKBUF, "SO_SNDBUF {snd}");
+            assert!(rcv >= procmsg::RELAY_SOCKBUF, "SO_RCVBUF {rcv}");
+        }
     }
 }

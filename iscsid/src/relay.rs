@@ -11,55 +11,26 @@ use log::{debug, error, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::procmsg;
-use crate::relaymsg::{self, Cmd, Done};
+use crate::child::{self, Startup};
+use crate::procmsg::{self, Cmd, Done};
 use crate::vscsi::{self, DevError, Device, Dir, I2t, Status};
 
 const DEVICE: Token = Token(0);
 const ENGINE: Token = Token(1);
 const PARENT: Token = Token(2);
 
-/// Receives this child's descriptors from the parent (blocking, at start).
-pub fn startup(chan: OwnedFd, want: &[u32]) -> io::Result<(ImsgBuf, Vec<(u32, OwnedFd)>)> {
-    let mut ib = ImsgBuf::new(chan);
-    let mut fds = Vec::new();
-    loop {
-        let m = ib
-            .recv_blocking()
-            .map_err(|e| io::Error::other(e.to_string()))?
-            .ok_or_else(|| io::Error::other("parent closed the channel"))?;
-        match (m.kind, m.fd) {
-            (procmsg::GO, _) => break,
-            (k, Some(fd)) if want.contains(&k) => fds.push((k, fd)),
-            (k, _) => {
-                return Err(io::Error::other(format!(
-                    "unexpected message {k} from parent"
-                )))
-            }
-        }
-    }
-    Ok((ib, fds))
-}
-
-pub fn main(chan: OwnedFd) -> i32 {
-    let (parent, fds) = match startup(chan, &[procmsg::DEVICE, procmsg::RELAY_CHANNEL]) {
+/// The relay's start, after `child::main` has dropped privileges and
+/// received the descriptors.
+pub fn main(mut startup: Startup) -> i32 {
+    let fds = startup
+        .take(procmsg::DEVICE)
+        .and_then(|d| Ok((d, startup.take(procmsg::RELAY_CHANNEL)?)));
+    let (dev, engine) = match fds {
         Ok(v) => v,
         Err(e) => {
-            error!("startup: {e}");
+            error!("{e}");
             return 1;
         }
-    };
-    let mut dev = None;
-    let mut engine = None;
-    for (k, fd) in fds {
-        match k {
-            procmsg::DEVICE => dev = Some(fd),
-            _ => engine = Some(fd),
-        }
-    }
-    let (Some(dev), Some(engine)) = (dev, engine) else {
-        error!("startup: missing descriptors");
-        return 1;
     };
     let dev = match vscsi::from_fd(dev) {
         Ok(d) => d,
@@ -69,9 +40,14 @@ pub fn main(chan: OwnedFd) -> i32 {
         }
     };
     // Shutdown comes from the engine closing the channel, not from signals
-    // (a ^C in the foreground reaches every process of the group).
+    // (a ^C in the foreground reaches every process of the group). Ignored
+    // first, unblocked after: a signal pending since the fork is dropped.
     ignore_signals();
-    match Relay::new(dev, engine, parent).and_then(|mut r| r.run()) {
+    if let Err(e) = child::unblock_signals() {
+        error!("{e}");
+        return 1;
+    }
+    match Relay::new(dev, engine, startup.parent).and_then(|mut r| r.run()) {
         Ok(()) => 0,
         Err(e) => {
             error!("{e}");
@@ -284,7 +260,7 @@ impl Relay {
                 self.complete(d.tag, d.status, &d.sense)
             }
             procmsg::PROBE | procmsg::DETACH => {
-                let (t, l) = relaymsg::decode_devevent(&m.data)
+                let (t, l) = procmsg::decode_devevent(&m.data)
                     .map_err(|e| io::Error::other(format!("bad device event: {e}")))?;
                 let r = if m.kind == procmsg::PROBE {
                     self.dev.probe(t, l)

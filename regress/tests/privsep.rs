@@ -4,10 +4,12 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::process::Command;
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::ctl::{self, kind};
 use common::imsg::ImsgBuf;
@@ -23,6 +25,119 @@ fn status_field(pid: u32, field: &str) -> String {
     s.lines()
         .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_owned()))
         .unwrap_or_default()
+}
+
+/// A signal mask line of /proc/PID/status (SigBlk:, SigIgn:, SigCgt:), or
+/// None once the process is gone.
+fn sigmask(pid: u32, field: &str) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let v = s.lines().find_map(|l| l.strip_prefix(field))?;
+    u64::from_str_radix(v.trim(), 16).ok()
+}
+
+fn sigbit(sig: Signal) -> u64 {
+    1 << (sig as i32 - 1)
+}
+
+/// The command line of a process, split at its NULs.
+fn cmdline(pid: u32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// The direct children of `pid`, from the kernel's own list.
+fn kids(pid: u32) -> Vec<u32> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// A child is through its start-up once it runs the re-exec'd binary with
+/// its role's flag and has unblocked SIGTERM, which it does only after
+/// dropping privileges and setting up its own handling of the signal.
+fn started(pid: u32) -> bool {
+    let role = cmdline(pid).get(1).is_some_and(|a| a == "-R" || a == "-E");
+    let term = sigbit(Signal::SIGTERM);
+    let unblocked = sigmask(pid, "SigBlk:").is_some_and(|b| b & term == 0);
+    let handled = sigmask(pid, "SigIgn:").unwrap_or(0) | sigmask(pid, "SigCgt:").unwrap_or(0);
+    role && unblocked && handled & term != 0
+}
+
+/// iscsid started directly rather than through `Daemon`, so that a test
+/// sees it from its first instant (`Daemon::start` returns only once the
+/// control socket exists, when the children are often through their
+/// start-up) and decides what it inherits.
+struct Early {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Early {
+    fn start(dir: &Scratch, dev: &Path) -> Early {
+        regress::harness::require_root();
+        let log = dir.join("iscsid.log");
+        let logf = fs::File::create(&log).unwrap();
+        let child = Command::new(bin("iscsid"))
+            .arg("-dv")
+            .arg("-n")
+            .arg(dev)
+            .arg("-s")
+            .arg(dir.join("iscsid.sock"))
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .expect("spawn iscsid (build it first: cargo build --workspace --bins)");
+        Early { child, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Both children, once both are `started`.
+    fn wait_started(&self) -> Vec<u32> {
+        wait_for(Duration::from_secs(10), || {
+            let k = kids(self.pid());
+            (k.len() == 2 && k.iter().all(|&p| started(p))).then_some(k)
+        })
+        .unwrap_or_else(|| panic!("children did not start:\n{}", self.log_text()))
+    }
+
+    fn wait_exit(&mut self) -> Option<i32> {
+        wait_for(Duration::from_secs(15), || {
+            self.child.try_wait().ok().flatten()
+        })
+        .unwrap_or_else(|| panic!("iscsid did not exit:\n{}", self.log_text()))
+        .code()
+    }
+}
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        if wait_for(Duration::from_secs(10), || {
+            self.child.try_wait().ok().flatten()
+        })
+        .is_none()
+        {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- iscsid log ----\n{}", self.log_text());
+        }
+    }
 }
 
 /// Runs `cmd args` as the unprivileged test user.
@@ -46,9 +161,10 @@ fn children_are_unprivileged_and_chrooted() {
     let dev = dir.join("vscsi0.sock");
     let _emu = Emulator::listen(&dev).expect("emulator");
     let d = Daemon::start(&dev);
+    // Checked once they have dropped privileges: `started` comes after.
     let kids = wait_for(Duration::from_secs(5), || {
         let k = d.children();
-        (k.len() == 2).then_some(k)
+        (k.len() == 2 && k.iter().all(|&p| started(p))).then_some(k)
     })
     .expect("relay and engine");
     let user = User::from_name("_iscsid").unwrap().unwrap();
@@ -256,4 +372,134 @@ fn discover_of_a_dead_portal_fails_clearly() {
     assert!(err.contains("refused"), "{err}");
     // The one-off session is gone again.
     assert!(!d.ctl().ok(&["show"]).contains("Session"));
+}
+
+/// The children are exec'd (bgpd's start_child), not just forked: each
+/// runs the binary afresh with its role's flag, in an address space of its
+/// own, and has no descriptor the parent inherited from its starter.
+#[test]
+fn children_are_exec_d_afresh_and_inherit_no_descriptors() {
+    let dir = Scratch::new("exec");
+    let dev = dir.join("vscsi0.sock");
+    let _emu = Emulator::listen(&dev).expect("emulator");
+    // A descriptor without close-on-exec, as a careless starter leaves one.
+    let (r, _w) = nix::unistd::pipe().unwrap();
+    let ino = fs::read_link(format!("/proc/self/fd/{}", r.as_raw_fd())).unwrap();
+    let d = Early::start(&dir, &dev);
+    let kids = d.wait_started();
+    drop(r);
+    let parent_fds = |pid: u32| -> Vec<std::path::PathBuf> {
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| fs::read_link(e.path()).ok())
+            .collect()
+    };
+    assert!(
+        parent_fds(d.pid()).contains(&ino),
+        "the parent should have inherited {ino:?}"
+    );
+    let exe = fs::read_link(format!("/proc/{}/exe", d.pid())).unwrap();
+    let mut roles = Vec::new();
+    for &k in &kids {
+        assert!(!parent_fds(k).contains(&ino), "child {k} inherited {ino:?}");
+        assert_eq!(fs::read_link(format!("/proc/{k}/exe")).unwrap(), exe);
+        let args = cmdline(k);
+        assert_eq!(Path::new(&args[0]), exe, "child {k}: {args:?}");
+        roles.push(args[1].clone());
+    }
+    roles.sort();
+    assert_eq!(roles, ["-E", "-R"]);
+    // With ASLR on, fresh address spaces put the stack somewhere else each
+    // time; a forked child would have its parent's.
+    let aslr = fs::read_to_string("/proc/sys/kernel/randomize_va_space").unwrap_or_default();
+    if aslr.trim() != "0" {
+        let stack = |pid: u32| {
+            fs::read_to_string(format!("/proc/{pid}/maps"))
+                .unwrap()
+                .lines()
+                .find(|l| l.ends_with("[stack]"))
+                .map(str::to_owned)
+        };
+        let p = stack(d.pid());
+        assert!(p.is_some());
+        for &k in &kids {
+            assert_ne!(stack(k), p, "child {k} has the parent's stack");
+        }
+        assert_ne!(stack(kids[0]), stack(kids[1]));
+    }
+}
+
+/// From the fork until its own handling is in place, a child keeps the
+/// parent's signals blocked; it never runs with SIGTERM at its default
+/// action (which would kill it). Sampled from the daemon's first instant
+/// until both children have started: a sample can miss a bad moment, but
+/// cannot fail when there is none.
+#[test]
+fn children_never_leave_sigterm_at_its_default_action() {
+    let dir = Scratch::new("sigwindow");
+    let dev = dir.join("vscsi0.sock");
+    let _emu = Emulator::listen(&dev).expect("emulator");
+    let d = Early::start(&dir, &dev);
+    let term = sigbit(Signal::SIGTERM);
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut samples = 0u64;
+    loop {
+        let k = kids(d.pid());
+        for &p in &k {
+            let (Some(b), Some(i), Some(c)) = (
+                sigmask(p, "SigBlk:"),
+                sigmask(p, "SigIgn:"),
+                sigmask(p, "SigCgt:"),
+            ) else {
+                continue;
+            };
+            samples += 1;
+            assert_ne!(
+                (b | i | c) & term,
+                0,
+                "child {p} ({:?}) has SIGTERM unblocked at its default action",
+                cmdline(p)
+            );
+        }
+        if k.len() == 2 && k.iter().all(|&p| started(p)) {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "children did not start:\n{}",
+            d.log_text()
+        );
+        std::thread::yield_now();
+    }
+    assert!(samples > 0);
+}
+
+/// A SIGTERM that reaches the daemon while its children are still starting
+/// is a shutdown like any other: the parent passes it on, the engine
+/// handles it once its handler is there (it was pending until then), the
+/// relay follows, and the status is 0. A child killed by the signal would
+/// make the parent report it and exit 1.
+#[test]
+fn sigterm_during_start_up_is_a_clean_shutdown() {
+    let dir = Scratch::new("earlyterm");
+    let dev = dir.join("vscsi0.sock");
+    let _emu = Emulator::listen(&dev).expect("emulator");
+    let mut d = Early::start(&dir, &dev);
+    // Not before the parent blocks it: until then SIGTERM kills the parent
+    // itself, by design, with no children to speak of. It blocks it before
+    // the first fork, so a child is the sign. (SigBlk of the parent is no
+    // sign: sigwait(2) unblocks the signals it waits for while it sleeps.)
+    let end = Instant::now() + Duration::from_secs(10);
+    while kids(d.pid()).is_empty() {
+        assert!(Instant::now() < end, "no child:\n{}", d.log_text());
+        std::thread::yield_now();
+    }
+    kill(Pid::from_raw(d.pid() as i32), Signal::SIGTERM).unwrap();
+    let code = d.wait_exit();
+    let log = d.log_text();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("engine: shutting down"), "{log}");
+    assert!(!log.contains("terminated"), "{log}");
+    assert!(!log.contains("unexpectedly"), "{log}");
 }

@@ -1,41 +1,37 @@
-//! The engine process's start: its descriptors from the parent, then
-//! pledge, then the event loop.
-
-use std::os::fd::OwnedFd;
+//! The engine process's start: its descriptors (received by
+//! `child::main`), its signal handling, pledge, then the event loop.
 
 use log::error;
 
 use super::Engine;
+use crate::child::{self, Startup};
 use crate::procmsg;
-use crate::relay::startup;
 
-pub fn main(chan: OwnedFd) -> i32 {
-    let (parent, fds) = match startup(chan, &[procmsg::CONTROL_SOCKET, procmsg::RELAY_CHANNEL]) {
+pub fn main(mut startup: Startup) -> i32 {
+    let fds = startup
+        .take(procmsg::CONTROL_SOCKET)
+        .and_then(|c| Ok((c, startup.take(procmsg::RELAY_CHANNEL)?)));
+    let (control, relay) = match fds {
         Ok(v) => v,
         Err(e) => {
-            error!("startup: {e}");
+            error!("{e}");
             return 1;
         }
     };
-    let mut control = None;
-    let mut relay = None;
-    for (k, fd) in fds {
-        match k {
-            procmsg::CONTROL_SOCKET => control = Some(fd),
-            _ => relay = Some(fd),
-        }
-    }
-    let (Some(control), Some(relay)) = (control, relay) else {
-        error!("startup: missing descriptors");
-        return 1;
-    };
-    let mut engine = match Engine::new(parent, control, relay) {
+    // Engine::new installs the handlers of SIGTERM, SIGINT and SIGHUP; the
+    // signals stay blocked until then, so one sent during start-up waits
+    // for them rather than killing the engine.
+    let mut engine = match Engine::new(startup.parent, control, relay) {
         Ok(e) => e,
         Err(e) => {
             error!("{e}");
             return 1;
         }
     };
+    if let Err(e) = child::unblock_signals() {
+        error!("{e}");
+        return 1;
+    }
     if let Err(e) = common::sandbox::pledge("stdio inet unix") {
         error!("pledge: {e}");
         return 1;
