@@ -12,9 +12,6 @@ pub mod privdrop;
 pub mod procmsg;
 pub use proto;
 pub mod relay;
-/// The relay<->engine codecs now live in `procmsg`; this name remains for
-/// the callers that still use it (the engine, the fuzz targets).
-pub use procmsg as relaymsg;
 pub mod vscsi;
 
 /// The vscsi(4) device, as in base.

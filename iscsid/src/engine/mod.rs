@@ -26,8 +26,8 @@ use proto::initiator::{Action, ConnId, Entropy, EntropyError, Initiator, KernelC
 use proto::task::Completion;
 
 use crate::procmsg;
+use crate::procmsg::{Cmd, Done};
 use crate::relay::set_nonblocking;
-use crate::relaymsg::{self, Cmd, Done};
 use crate::vscsi::{Dir, Status};
 
 use conn::Socket;
@@ -325,7 +325,7 @@ impl Engine {
         }
         // -1: every LUN of the target, as vscsi(4) takes it.
         let lun = lun.and_then(|l| i32::try_from(l).ok()).unwrap_or(-1);
-        let data = relaymsg::encode_devevent(target as i32, lun);
+        let data = procmsg::encode_devevent(target as i32, lun);
         if let Err(e) = self.relay.compose(kind, 0, 0, &data, None) {
             error!("relay channel: {e}");
         }

@@ -9,6 +9,7 @@ use common::config::parse_str;
 use common::ctl::{
     encode_bool, encode_config, DiscoverRequest, Discovered, PollResult, VscsiStats,
 };
+use iscsid::procmsg::{encode_devevent, Cmd, Done};
 use iscsid::proto::chap::{encode_binary, response, ChapAlg};
 use iscsid::proto::pdu::{
     AsyncMsg, DataIn, DataOut, Digests, LoginReq, LoginRsp, LogoutReq, LogoutRsp, NopIn, NopOut,
@@ -16,7 +17,6 @@ use iscsid::proto::pdu::{
     BHS_LEN, RESERVED_TAG,
 };
 use iscsid::proto::text;
-use iscsid::relaymsg::{encode_devevent, Cmd, Done};
 use iscsid::vscsi::emuproto::{encode, Msg, WriteErrno};
 use iscsid::vscsi::{Dir, I2t, Status};
 use iscsid_fuzz::rig::{ISID, ITT, LUN1, TSIH};

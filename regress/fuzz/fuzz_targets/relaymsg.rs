@@ -2,7 +2,7 @@
 //! to the same value.
 #![no_main]
 
-use iscsid::relaymsg::{decode_devevent, encode_devevent, Cmd, Done};
+use iscsid::procmsg::{decode_devevent, encode_devevent, Cmd, Done};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
