@@ -473,6 +473,38 @@ fn unanswered_resets_escalate_to_a_new_connection() {
     assert!(bed.tgt.connections() >= 2);
 }
 
+/// A block whose settings change while a command is in flight: the
+/// session logs in again and the command is sent again there, not handed
+/// back to the kernel with XS_RESET.
+#[test]
+fn commands_are_held_across_a_changed_block() {
+    let bed = Bed::new(BadConfig::default(), "");
+    let disk = bed.disks(1).remove(0);
+    let data = pattern(14, 8 * BLOCK);
+    bed.tgt.fill(0, 700 * BLOCK, &data);
+    bed.tgt.arm(Fault::Stall(Duration::from_secs(2)));
+    std::thread::scope(|sc| {
+        let reader = sc.spawn(|| bed.read(&disk, 700, 8));
+        wait_for(IO_LIMIT, || bed.tgt.armed().is_empty().then_some(())).expect("the stall fired");
+        bed.ctl.write_config(&format!(
+            "target bad {{\n\ttargetaddr 127.0.0.1 port {}\n\ttargetname \"{IQN_BAD}\"\n\tmaxburstlength 32768\n}}\n",
+            bed.tgt.port
+        ));
+        bed.ctl.ok(&["reload"]);
+        assert!(
+            reader.join().expect("reader") == data,
+            "read returned other data"
+        );
+    });
+    bed.wait_logins(2);
+    let stats = bed.ctl.ok(&["show", "vscsi", "stats"]);
+    assert!(
+        stats.contains(" 0 resets"),
+        "a command went back to the kernel:\n{stats}"
+    );
+    bed.log_has("configuration changed");
+}
+
 #[test]
 fn luns_changed_while_the_session_was_down() {
     let cfg = BadConfig {
