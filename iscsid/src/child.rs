@@ -165,6 +165,12 @@ pub fn init_before_pledge() -> Result<(), StartupError> {
     #[cfg(target_arch = "aarch64")]
     let _ = std::arch::is_aarch64_feature_detected!("crc");
     let _ = crc32c::crc32c(b"");
+    // CHAP's hashes: sha2 looks for CPU features on first use too.
+    {
+        use sha2::Digest;
+        let _ = sha2::Sha256::digest(b"");
+        let _ = md5::Md5::digest(b"");
+    }
     let mut b = [0u8; 8];
     getrandom::getrandom(&mut b).map_err(StartupError::Init)?;
     let _ = std::collections::hash_map::RandomState::new();

@@ -1324,3 +1324,33 @@ fn local_address_and_initiator_names() {
     }
     assert_eq!(r.init.initiatorname(), "iqn.2026-11.org.example:default");
 }
+
+/// A login that timed out once connected may still be answered by a slow
+/// target; with the same ISID it would reinstate the session over the
+/// next login. The next login uses another ISID qualifier.
+#[test]
+fn login_timeout_moves_the_isid_on() {
+    let mut r = Rig::new(1);
+    r.portal(addr(P)).logins.push_back(LoginPlan::Silent);
+    let mut b = block("disk", addr(P));
+    b.timers.login = Duration::from_secs(5);
+    r.reload(config(vec![b]));
+    r.run_ms(0);
+    let c1 = r.connects[0].what.0;
+    let first = r.logins_on(c1)[0].isid;
+    r.run_ms(7_000);
+    assert_eq!(r.status_of("disk").state, State::LoggedIn);
+    let c2 = r.connects[1].what.0;
+    let second = r.logins_on(c2)[0].isid;
+    assert_eq!(first[..4], second[..4]);
+    let q = |i: [u8; 6]| u16::from_be_bytes([i[4], i[5]]);
+    assert_eq!(
+        q(second),
+        q(first).wrapping_add(super::sess::ISID_GENERATION_STEP)
+    );
+    assert_eq!(
+        r.status_of("disk").isid,
+        second,
+        "show lists the ISID in use"
+    );
+}
