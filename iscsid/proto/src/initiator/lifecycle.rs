@@ -317,15 +317,10 @@ impl Initiator {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let Some(c) = s.conn.as_mut() else { return };
-        // Our own queries are asked again after the next login.
-        let tasks: Vec<ScsiTask> = c
-            .session
-            .take_tasks()
-            .into_iter()
-            .filter(|t| !luns::is_internal(t.tag))
-            .collect();
-        s.luns_state.connection_lost();
+        if s.conn.is_none() {
+            return;
+        }
+        let tasks = s.take_kernel_tasks();
         let limit = s.cfg.timers.reissue_limit;
         let mut keep = Vec::new();
         let mut give_up = Vec::new();
@@ -361,6 +356,19 @@ impl Initiator {
                 Completion::status_only(t.tag, t.dir, Outcome::Retry),
                 None,
             );
+        }
+    }
+
+    /// Held commands go back for the kernel to retry.
+    fn give_back_held(&mut self, sid: SessionId) {
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        s.held_deadline = None;
+        let held: Vec<ScsiTask> = s.held.drain(..).collect();
+        for t in held {
+            let c = Completion::status_only(t.tag, t.dir, Outcome::Retry);
+            self.complete_in(sid, c, None);
         }
     }
 
@@ -438,15 +446,7 @@ impl Initiator {
         match s.ending {
             Some(Ending::Remove) | Some(Ending::Shutdown) | None => {
                 // Commands never sent go back for the kernel to retry.
-                s.held_deadline = None;
-                let held: Vec<ScsiTask> = s.held.drain(..).collect();
-                for t in held {
-                    self.complete_in(
-                        sid,
-                        Completion::status_only(t.tag, t.dir, Outcome::Retry),
-                        None,
-                    );
-                }
+                self.give_back_held(sid);
             }
             // Held across the new login, within the replacement timeout.
             Some(Ending::Restart) => {}
@@ -485,32 +485,24 @@ impl Initiator {
             return;
         };
         s.ending = Some(why);
-        match s.conn.as_mut() {
-            Some(c) => {
-                s.state = State::LoggingOut;
-                if why == Ending::Restart {
-                    // Everything not finished comes along to the new login
-                    // rather than back to the kernel; the logout ends the
-                    // old tasks on the target.
-                    let tasks: Vec<ScsiTask> = c
-                        .session
-                        .take_tasks()
-                        .into_iter()
-                        .filter(|t| !luns::is_internal(t.tag))
-                        .collect();
-                    s.luns_state.connection_lost();
-                    c.session.logout(now);
-                    let held: Vec<ScsiTask> = s.held.drain(..).collect();
-                    for t in tasks.into_iter().chain(held) {
-                        s.hold(t, now);
-                    }
-                } else {
-                    c.session.logout(now);
-                }
-                self.process(sid, now);
-            }
-            None => self.after_logout(sid, now),
+        if s.conn.is_none() {
+            return self.after_logout(sid, now);
         }
+        s.state = State::LoggingOut;
+        if why == Ending::Restart {
+            // Everything not finished comes along to the new login rather
+            // than back to the kernel; the logout ends the old tasks on the
+            // target.
+            let tasks = s.take_kernel_tasks();
+            let held: Vec<ScsiTask> = s.held.drain(..).collect();
+            for t in tasks.into_iter().chain(held) {
+                s.hold(t, now);
+            }
+        }
+        if let Some(c) = s.conn.as_mut() {
+            c.session.logout(now);
+        }
+        self.process(sid, now);
     }
 
     pub(super) fn remove_session(&mut self, sid: SessionId) {
@@ -540,15 +532,7 @@ impl Initiator {
                 s.name(),
                 s.held.len()
             );
-            s.held_deadline = None;
-            let held: Vec<ScsiTask> = s.held.drain(..).collect();
-            for t in held {
-                self.complete_in(
-                    sid,
-                    Completion::status_only(t.tag, t.dir, Outcome::Retry),
-                    None,
-                );
-            }
+            self.give_back_held(sid);
         }
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::config::TargetConfig;
-use super::luns::LunState;
+use super::luns::{is_internal, LunState};
 use super::{ClientId, ConnId, SessionId, State};
 use crate::chap::ChapConfig;
 use crate::login::LoginConfig;
@@ -164,6 +164,20 @@ impl Sess {
         self.held_deadline
             .get_or_insert(now + self.cfg.timers.replacement);
         self.held.push_back(t);
+    }
+
+    /// The kernel's commands off the connection (in flight oldest first,
+    /// then queued); our own queries are asked again after the next login.
+    pub fn take_kernel_tasks(&mut self) -> Vec<ScsiTask> {
+        let Some(c) = self.conn.as_mut() else {
+            return Vec::new();
+        };
+        self.luns_state.connection_lost();
+        c.session
+            .take_tasks()
+            .into_iter()
+            .filter(|t| !is_internal(t.tag))
+            .collect()
     }
 
     /// Would start a connection if its time had come.
