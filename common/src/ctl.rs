@@ -92,11 +92,14 @@ pub struct SessionInfo {
     pub luns: Vec<u32>,
     pub in_flight: u32,
     pub queued: u32,
-    pub commands: u64,
-    pub errors: u64,
-    pub logins: u64,
+    pub stats: SessionStats,
     pub last_error: Option<String>,
+    /// Milliseconds until the next login attempt, while not connected.
+    pub next_attempt_ms: Option<u64>,
 }
+
+/// The counters of a session are the core's own.
+pub use proto::initiator::Stats as SessionStats;
 
 /// vscsi(4) counters kept by the daemon, per direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -415,12 +418,12 @@ impl SessionInfo {
         for l in &self.luns {
             w.u32(*l);
         }
-        w.u32(self.in_flight)
-            .u32(self.queued)
-            .u64(self.commands)
-            .u64(self.errors)
-            .u64(self.logins)
-            .opt_str(self.last_error.as_deref());
+        w.u32(self.in_flight).u32(self.queued);
+        for v in self.stats.values() {
+            w.u64(v);
+        }
+        w.opt_str(self.last_error.as_deref())
+            .opt_u64(self.next_attempt_ms);
         w.into_inner()
     }
 
@@ -450,6 +453,12 @@ impl SessionInfo {
         for _ in 0..r.u32()? {
             luns.push(r.u32()?);
         }
+        let in_flight = r.u32()?;
+        let queued = r.u32()?;
+        let mut f = [0u64; 16];
+        for v in &mut f {
+            *v = r.u64()?;
+        }
         let s = SessionInfo {
             name,
             discovery,
@@ -463,12 +472,11 @@ impl SessionInfo {
             params,
             timers,
             luns,
-            in_flight: r.u32()?,
-            queued: r.u32()?,
-            commands: r.u64()?,
-            errors: r.u64()?,
-            logins: r.u64()?,
+            in_flight,
+            queued,
+            stats: SessionStats::from_values(f),
             last_error: r.opt_str()?,
+            next_attempt_ms: r.opt_u64()?,
         };
         r.end()?;
         Ok(s)

@@ -110,6 +110,13 @@ impl Writer {
         }
     }
 
+    pub fn opt_u64(&mut self, v: Option<u64>) -> &mut Self {
+        match v {
+            Some(n) => self.u8(1).u64(n),
+            None => self.u8(0),
+        }
+    }
+
     pub fn opt_bool(&mut self, v: Option<bool>) -> &mut Self {
         self.u8(match v {
             None => 0,
@@ -253,6 +260,14 @@ impl<'a> Reader<'a> {
     pub fn opt_u32(&mut self) -> Result<Option<u32>, WireError> {
         if self.present("option")? {
             self.u32().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub fn opt_u64(&mut self) -> Result<Option<u64>, WireError> {
+        if self.present("option")? {
+            self.u64().map(Some)
         } else {
             Ok(None)
         }

@@ -1,5 +1,6 @@
 //! iscsictl(8): control the iSCSI initiator daemon.
 
+mod json;
 mod parser;
 mod show;
 
@@ -15,7 +16,7 @@ use common::ctl::{self, kind, DiscoverRequest, PollResult, ReloadResult};
 use common::imsg::{Imsg, ImsgBuf};
 use parser::Command;
 
-const USAGE: &str = "usage: iscsictl [-f file] [-s socket] command [argument ...]";
+const USAGE: &str = "usage: iscsictl [-j] [-f file] [-s socket] command [argument ...]";
 const POLL_ATTEMPTS: u32 = 10;
 
 fn main() -> ExitCode {
@@ -71,12 +72,18 @@ fn run() -> Result<(), String> {
     o.parsing_style(getopts::ParsingStyle::StopAtFirstFree);
     o.optopt("f", "", "configuration file", "file");
     o.optopt("s", "", "control socket", "socket");
+    o.optflag("j", "", "show as JSON");
     let m = o.parse(&args).map_err(|_| USAGE.to_owned())?;
     let file = PathBuf::from(
         m.opt_str("f")
             .unwrap_or_else(|| config::DEFAULT_PATH.into()),
     );
     let socket = m.opt_str("s").unwrap_or_else(|| ctl::SOCKET.into());
+    let out = if m.opt_present("j") {
+        Output::Json
+    } else {
+        Output::Text
+    };
     if m.free.is_empty() {
         return Err(USAGE.to_owned());
     }
@@ -98,16 +105,19 @@ fn run() -> Result<(), String> {
     match cmd {
         Command::Reload => reload(&mut c, cfg.as_ref()),
         Command::Discover { addr, port } => discover(&mut c, &addr, port, &file),
-        Command::ShowSessions => show(&mut c, None, false),
-        Command::ShowSession(n) => show(&mut c, Some(&n), false),
-        Command::ShowSummary => show(&mut c, None, true),
+        Command::ShowSessions => show(&mut c, None, false, out),
+        Command::ShowSession(n) => show(&mut c, Some(&n), false, out),
+        Command::ShowSummary => show(&mut c, None, true, out),
         Command::ShowVscsiStats => {
             c.send(kind::VSCSI_STATS, &[])?;
             let m = c.recv()?;
             match m.kind {
                 kind::STATS => {
                     let s = ctl::VscsiStats::decode(&m.data).map_err(|e| e.to_string())?;
-                    print!("{}", show::vscsi_stats(&s));
+                    match out {
+                        Output::Json => println!("{}", json::vscsi_stats(&s)),
+                        Output::Text => print!("{}", show::vscsi_stats(&s)),
+                    }
                     Ok(())
                 }
                 kind::FAIL => Err(format!("command failed: {}", ctl::decode_text(&m.data))),
@@ -181,7 +191,14 @@ fn settle(c: &mut Ctl) -> Result<(), String> {
     Ok(())
 }
 
-fn show(c: &mut Ctl, name: Option<&str>, summary: bool) -> Result<(), String> {
+/// How `show` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Text,
+    Json,
+}
+
+fn show(c: &mut Ctl, name: Option<&str>, summary: bool, out: Output) -> Result<(), String> {
     c.send(kind::SHOW, &[])?;
     let mut list = Vec::new();
     loop {
@@ -201,7 +218,9 @@ fn show(c: &mut Ctl, name: Option<&str>, summary: bool) -> Result<(), String> {
             return Err(format!("no session named {n}"));
         }
     }
-    if summary {
+    if out == Output::Json {
+        println!("{}", json::sessions(&list));
+    } else if summary {
         print!("{}", show::summary(&list));
     } else {
         for (i, s) in list.iter().enumerate() {

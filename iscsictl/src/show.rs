@@ -48,13 +48,39 @@ pub fn session(s: &SessionInfo) -> String {
         let luns: Vec<String> = s.luns.iter().map(u32::to_string).collect();
         let _ = writeln!(o, "    LUNs: {}", luns.join(" "));
     }
+    let st = &s.stats;
     let _ = writeln!(
         o,
         "    Commands: {} in flight, {} queued, {} total, {} errors; {} logins",
-        s.in_flight, s.queued, s.commands, s.errors, s.logins
+        s.in_flight, s.queued, st.commands, st.errors, st.logins
+    );
+    let _ = writeln!(
+        o,
+        "    Data: {} read, {} written; PDUs: {} in, {} out",
+        scaled(st.bytes_read),
+        scaled(st.bytes_written),
+        st.pdus_in,
+        st.pdus_out
+    );
+    if st.latency_samples > 0 {
+        let _ = writeln!(
+            o,
+            "    Latency: {} mean, {} p99 over the last {} commands",
+            micros(st.latency_mean_us),
+            micros(st.latency_p99_us),
+            st.latency_samples
+        );
+    }
+    let _ = writeln!(
+        o,
+        "    Recovery: {} reconnects, {} timeouts, {} aborts, {} resets, {} digest errors, {} unit attentions",
+        st.reconnects, st.timeouts, st.aborts, st.resets, st.digest_errors, st.unit_attentions
     );
     if let Some(e) = &s.last_error {
         let _ = writeln!(o, "    Last error: {}", vis(e));
+    }
+    if let Some(ms) = s.next_attempt_ms {
+        let _ = writeln!(o, "    Next attempt: in {}", millis(ms));
     }
     pairs(&mut o, "Parameters", &s.params);
     pairs(&mut o, "Timers", &s.timers);
@@ -90,6 +116,24 @@ pub fn summary(list: &[SessionInfo]) -> String {
         );
     }
     o
+}
+
+/// A latency for people: microseconds below a millisecond.
+fn micros(us: u64) -> String {
+    if us < 1000 {
+        format!("{us}us")
+    } else {
+        format!("{:.1}ms", us as f64 / 1000.0)
+    }
+}
+
+/// A wait for people.
+fn millis(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", ms.div_ceil(1000))
+    }
 }
 
 /// Bytes in the style of fmt_scaled(3).

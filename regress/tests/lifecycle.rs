@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use regress::harness::{free_port, pattern, roundtrip, Rig, TargetKind};
+use regress::harness::{free_port, pattern, roundtrip, wait_for, Rig, TargetKind};
 
 /// "; N logins" as `show session` prints the count.
 fn logins(rig: &Rig, n: u64) -> bool {
@@ -86,4 +86,50 @@ fn reload_reports_blocks_without_a_vscsi_target() {
         "{err}"
     );
     assert!(!err.contains("t255:"), "{err}");
+}
+
+/// `iscsictl -j show` parses as JSON and carries the counters; a healthy
+/// session shows no errors (the unit attention after login is counted
+/// apart); a session that cannot log in says why and when it tries again.
+#[test]
+fn json_show_statistics_and_why_a_disk_is_not_up() {
+    let rig = Rig::new(TargetKind::Tgt, &[]);
+    let dead = free_port();
+    let down = format!(
+        "target down {{\n\ttargetaddr 127.0.0.1 port {dead}\n\ttargetname \"iqn.2026-12.org.example:none\"\n}}\n"
+    );
+    rig.reload(&format!("{}{down}", rig.disk_block("disk", "")));
+    let disks = rig.wait_disks(2);
+    roundtrip(&rig, &disks[0], 40, &pattern(52, 65536));
+    let out = rig.ctl.ok(&["-j", "show"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("iscsictl -j show is JSON");
+    let list = v["sessions"].as_array().expect("sessions");
+    let disk = list.iter().find(|s| s["name"] == "disk").expect("disk");
+    assert_eq!(disk["state"], "logged in", "{disk}");
+    let st = &disk["stats"];
+    assert!(st["commands"].as_u64() > Some(0), "{st}");
+    assert!(st["bytes_written"].as_u64() >= Some(65536), "{st}");
+    assert!(st["bytes_read"].as_u64() >= Some(65536), "{st}");
+    assert!(st["pdus_in"].as_u64() > Some(0), "{st}");
+    assert!(st["latency_samples"].as_u64() > Some(0), "{st}");
+    assert_eq!(st["errors"], 0, "a healthy session shows errors: {st}");
+    assert_eq!(st["logins"], 1, "{st}");
+    assert!(disk["timers"]["commandtimeout"].is_string(), "{disk}");
+    // The session that cannot log in: the failure in words, the next try.
+    let s = rig.wait_show("down", "Next attempt: in", Duration::from_secs(10));
+    assert!(s.contains("Last error: connect to 127.0.0.1"), "{s}");
+    assert!(s.contains("connection refused"), "{s}");
+    // Between two attempts (it is connecting for a moment at each).
+    let down = wait_for(Duration::from_secs(10), || {
+        let v: serde_json::Value =
+            serde_json::from_str(&rig.ctl.ok(&["-j", "show", "session", "down"])).expect("JSON");
+        let d = v["sessions"][0].clone();
+        (d["state"] == "failed").then_some(d)
+    })
+    .expect("the session shows failed");
+    assert!(down["next_attempt_ms"].is_u64(), "{down}");
+    assert!(down["last_error"].is_string(), "{down}");
+    let v: serde_json::Value =
+        serde_json::from_str(&rig.ctl.ok(&["-j", "show", "vscsi", "stats"])).expect("JSON");
+    assert!(v["vscsi"]["probes"].as_u64() >= Some(1), "{v}");
 }

@@ -241,8 +241,32 @@ struct TextOp {
     held: Option<(u32, Vec<Vec<u8>>)>,
 }
 
+/// What one connection did, for `iscsictl show`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub pdus_in: u64,
+    pub pdus_out: u64,
+    /// Commands that were not answered in time.
+    pub timeouts: u64,
+    /// ABORT TASK requests sent.
+    pub aborts: u64,
+    /// LOGICAL UNIT RESET and TARGET WARM RESET requests sent.
+    pub resets: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.pdus_in += o.pdus_in;
+        self.pdus_out += o.pdus_out;
+        self.timeouts += o.timeouts;
+        self.aborts += o.aborts;
+        self.resets += o.resets;
+    }
+}
+
 pub struct Session {
     cfg: SessionConfig,
+    counters: Counters,
     phase: Phase,
     login: Option<Box<Login>>,
     login_deadline: Instant,
@@ -280,6 +304,7 @@ impl Session {
         let itt = cfg.login.itt;
         let cmdsn = cfg.login.cmdsn;
         let mut s = Session {
+            counters: Counters::default(),
             login_deadline: now + cfg.timeouts.login,
             framer: Framer::new(LOGIN_MAX_DATA as u32),
             phase: Phase::Login,
@@ -309,6 +334,10 @@ impl Session {
         };
         s.send(&Pdu::LoginReq(first));
         s
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub fn phase(&self) -> Phase {
@@ -350,7 +379,10 @@ impl Session {
         self.last_rx = now;
         while self.phase != Phase::Closed {
             match self.framer.next() {
-                Ok(Some(pdu)) => self.dispatch(pdu, now),
+                Ok(Some(pdu)) => {
+                    self.counters.pdus_in += 1;
+                    self.dispatch(pdu, now);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     let err = match e {
@@ -386,6 +418,7 @@ impl Session {
     }
 
     fn send(&mut self, pdu: &Pdu) {
+        self.counters.pdus_out += 1;
         pdu.encode(self.digests, &mut self.tx);
     }
 
@@ -496,7 +529,7 @@ impl Session {
                 expstatsn: self.expstatsn,
                 digests: self.digests,
             };
-            task.issue(w, &mut self.tx);
+            self.counters.pdus_out += task.issue(w, &mut self.tx);
             expired |= task.deadline <= now;
             self.tasks.insert(itt, task);
         }
@@ -585,8 +618,9 @@ impl Session {
                     expstatsn: self.expstatsn,
                     digests: self.digests,
                 };
-                if let Err(error) = t.r2t(&r, w, &mut self.tx) {
-                    self.fail(SessionError::Task { itt: r.itt, error });
+                match t.r2t(&r, w, &mut self.tx) {
+                    Ok(n) => self.counters.pdus_out += n,
+                    Err(error) => self.fail(SessionError::Task { itt: r.itt, error }),
                 }
             }
             Pdu::TaskMgmtRsp(r) => self.tmf_response(&r, now),
@@ -755,6 +789,10 @@ impl Session {
     /// Sends a task management request; it is the one in flight.
     fn send_tmf(&mut self, kind: TmfKind, now: Instant) {
         let itt = self.alloc_itt();
+        match kind {
+            TmfKind::AbortTask { .. } => self.counters.aborts += 1,
+            TmfKind::LunReset { .. } | TmfKind::TargetReset => self.counters.resets += 1,
+        }
         let (function, lun, rtt, refcmdsn) = match kind {
             TmfKind::AbortTask { itt: task } => {
                 let (lun, cmdsn) = self
@@ -1143,6 +1181,7 @@ impl Session {
                 "itt 0x{itt:08x}: no answer in {}s, ABORT TASK",
                 self.cfg.timeouts.command.as_secs()
             );
+            self.counters.timeouts += 1;
             self.send_tmf(TmfKind::AbortTask { itt }, now);
         }
     }

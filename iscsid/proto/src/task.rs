@@ -183,7 +183,8 @@ impl Task {
     /// section 4.2.5.2): immediate data up to FirstBurstLength and the
     /// target's MaxRecvDataSegmentLength, then Data-Out PDUs until
     /// FirstBurstLength if InitialR2T=No.
-    pub fn issue(&self, w: Wire<'_>, out: &mut Vec<u8>) {
+    /// Writes the command and its unsolicited data; returns the PDUs.
+    pub fn issue(&self, w: Wire<'_>, out: &mut Vec<u8>) -> u64 {
         let (p, expstatsn, dig) = (w.params, w.expstatsn, w.digests);
         let t = &self.req;
         let write = t.dir == Direction::Write;
@@ -215,13 +216,16 @@ impl Task {
         // The data goes from the command's buffer straight to the wire.
         cmd.encode_with_data(dig, &t.data[..sent as usize], out);
         if unsolicited {
-            self.data_out(sent, first_burst - sent, RESERVED_TAG, w, out);
+            1 + self.data_out(sent, first_burst - sent, RESERVED_TAG, w, out)
+        } else {
+            1
         }
     }
 
     /// Data-Out PDUs for `len` bytes at `offset`, each at most the target's
     /// MaxRecvDataSegmentLength, DataSN from 0, F on the last.
-    fn data_out(&self, offset: u32, len: u32, ttt: u32, w: Wire<'_>, out: &mut Vec<u8>) {
+    /// Data-Out PDUs for `len` bytes from `offset`; returns how many.
+    fn data_out(&self, offset: u32, len: u32, ttt: u32, w: Wire<'_>, out: &mut Vec<u8>) -> u64 {
         let (p, expstatsn, dig) = (w.params, w.expstatsn, w.digests);
         let mss = p.max_xmit_dsl.max(1);
         let end = offset + len;
@@ -243,10 +247,12 @@ impl Task {
             pos += n;
             datasn += 1;
         }
+        u64::from(datasn)
     }
 
     /// Answers an R2T with the Data-Out it asks for.
-    pub fn r2t(&mut self, r: &R2t, w: Wire<'_>, out: &mut Vec<u8>) -> Result<(), TaskError> {
+    /// Returns the Data-Out PDUs written.
+    pub fn r2t(&mut self, r: &R2t, w: Wire<'_>, out: &mut Vec<u8>) -> Result<u64, TaskError> {
         let (offset, len, ttt) = (r.buffer_offset, r.desired_len, r.ttt);
         let p = w.params;
         if self.req.dir != Direction::Write {
@@ -280,8 +286,7 @@ impl Task {
                 max: p.max_burst,
             });
         }
-        self.data_out(offset, len, ttt, w, out);
-        Ok(())
+        Ok(self.data_out(offset, len, ttt, w, out))
     }
 
     /// Takes a Data-In. Returns the completion if it carries status.

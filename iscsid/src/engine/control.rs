@@ -164,7 +164,7 @@ impl Engine {
             kind::SHOW => {
                 let infos: Vec<Vec<u8>> = self
                     .init
-                    .status()
+                    .status(now)
                     .into_iter()
                     .map(|s| convert::session_info(s).encode())
                     .collect();

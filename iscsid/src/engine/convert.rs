@@ -134,10 +134,11 @@ pub fn session_info(s: SessionStatus) -> SessionInfo {
         luns: s.luns,
         in_flight: u32::try_from(s.in_flight).unwrap_or(u32::MAX),
         queued: u32::try_from(s.queued).unwrap_or(u32::MAX),
-        commands: s.commands,
-        errors: s.errors,
-        logins: s.logins,
+        stats: s.stats,
         last_error: s.last_error,
+        next_attempt_ms: s
+            .next_attempt
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     }
 }
 

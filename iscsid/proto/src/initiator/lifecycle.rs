@@ -11,7 +11,7 @@ use super::sess::{Conn, Ending, REDIRECTS_AT_ONCE};
 use super::{luns, Action, Initiator, SessionId, State};
 use crate::discovery;
 use crate::login::LoginError;
-use crate::scsi::Outcome;
+use crate::scsi::{self, Outcome};
 use crate::session::{Event, Phase, SessionError};
 use crate::task::{Completion, ScsiTask};
 
@@ -44,14 +44,7 @@ impl Initiator {
     fn event(&mut self, sid: SessionId, ev: Event, now: Instant) {
         match ev {
             Event::LoggedIn => self.logged_in(sid, now),
-            Event::Complete(c) => {
-                if c.status != Outcome::Good {
-                    if let Some(s) = self.sessions.get_mut(&sid) {
-                        s.stats.errors += 1;
-                    }
-                }
-                self.complete_in(sid, c, Some(now));
-            }
+            Event::Complete(c) => self.complete_in(sid, c, Some(now)),
             Event::Rescan => {
                 if let Some(t) = self.sessions.get(&sid).and_then(|s| s.vscsi_target) {
                     self.actions.push_back(Action::Probe {
@@ -181,6 +174,18 @@ impl Initiator {
         );
         let msg = e.to_string();
         warn!("{}: {msg}", s.name());
+        let digest = matches!(
+            e,
+            SessionError::HeaderDigest | SessionError::DataDigest { .. }
+        );
+        let was_up = s.state == State::LoggedIn;
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.stats.digest_errors += u64::from(digest);
+            s.stats.reconnects += u64::from(was_up);
+        }
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
         if e == SessionError::LoginTimeout && s.state == State::LoggingIn {
             self.new_isid_generation(sid);
         }
@@ -279,6 +284,10 @@ impl Initiator {
             _ => format!("connection lost: {cause}"),
         };
         warn!("{}: {why}", s.name());
+        let was_up = s.state == State::LoggedIn;
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.stats.reconnects += u64::from(was_up);
+        }
         // What the session produced before the loss (completions) counts.
         self.drain_events_only(sid);
         // tgt hangs up on a CHAP_A it does not know: try MD5 alone.
@@ -390,6 +399,15 @@ impl Initiator {
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.reissued.remove(&c.tag);
             luns::kernel_completion(&mut s.luns_state, &c);
+            if let (Some(t), Some(now)) = (s.started.remove(&c.tag), now) {
+                s.note_latency(now.saturating_duration_since(t));
+            }
+            s.stats.bytes_read += c.data.len() as u64;
+            match c.status {
+                Outcome::Good => {}
+                _ if reset_attention(&c) => s.stats.unit_attentions += 1,
+                _ => s.stats.errors += 1,
+            }
         }
         self.complete(c);
     }
@@ -403,7 +421,8 @@ impl Initiator {
         };
         // A temporary redirect is good for one login (RFC 7143 11.13.5).
         s.redirect = None;
-        if let Some(Conn { id, .. }) = s.conn.take() {
+        if let Some(Conn { id, session, .. }) = s.conn.take() {
+            s.conn_totals.add(session.counters());
             self.actions.push_back(Action::Close(id));
         }
     }
@@ -579,4 +598,14 @@ impl Initiator {
             local: s.cfg.local,
         });
     }
+}
+
+/// CHECK CONDITION with UNIT ATTENTION for a power-on or reset: what the
+/// first command after every login meets, and no error.
+fn reset_attention(c: &Completion) -> bool {
+    c.status == Outcome::Sense
+        && c.sense
+            .get(2)
+            .is_some_and(|k| k & 0x0f == scsi::KEY_UNIT_ATTENTION)
+        && c.sense.get(12) == Some(&scsi::ASC_RESET_OCCURRED)
 }

@@ -35,7 +35,7 @@ pub use config::{DEFAULT_QUEUE_DEPTH, DEFAULT_TIMERS};
 pub use discover::DiscoverError;
 pub use entropy::{Entropy, EntropyError};
 pub use reload::{NotStarted, NotStartedReason, ReloadError, ReloadReport};
-pub use status::{Counts, SessionStatus, State};
+pub use status::{Counts, SessionStatus, State, Stats};
 
 use crate::discovery::TargetRecord;
 use crate::lun;
@@ -214,6 +214,10 @@ impl Initiator {
             return;
         };
         s.stats.commands += 1;
+        if task.dir == Direction::Write {
+            s.stats.bytes_written += task.data.len() as u64;
+        }
+        s.started.insert(task.tag, now);
         s.luns.insert(c.lun);
         s.luns_state.note_command(&task, c.lun);
         if s.state == State::LoggedIn && s.ending.is_none() {

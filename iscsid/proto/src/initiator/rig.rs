@@ -113,6 +113,8 @@ pub(super) struct Portal {
     pub hold_text: bool,
     /// SCSI answers wait for `release`.
     pub hold_scsi: bool,
+    /// Sense data for the next SCSI commands, one each (CHECK CONDITION).
+    pub sense: VecDeque<Vec<u8>>,
 }
 
 impl Default for Portal {
@@ -126,6 +128,7 @@ impl Default for Portal {
             send_targets: Vec::new(),
             hold_text: false,
             hold_scsi: false,
+            sense: VecDeque::new(),
         }
     }
 }
@@ -487,7 +490,23 @@ impl Rig {
                     return Reply::Pdus(Vec::new());
                 }
                 let (statsn, expcmdsn, maxcmdsn) = fc.sns(true);
-                let rsp = if c.read && c.expected_len > 0 {
+                let sense = self
+                    .portals
+                    .get_mut(&addr)
+                    .and_then(|p| p.sense.pop_front());
+                let rsp = if let Some(sense) = sense {
+                    let mut data = (sense.len() as u16).to_be_bytes().to_vec();
+                    data.extend_from_slice(&sense);
+                    Pdu::ScsiResponse(ScsiResponse {
+                        status: crate::pdu::status::CHECK_CONDITION,
+                        itt: c.itt,
+                        statsn,
+                        expcmdsn,
+                        maxcmdsn,
+                        data,
+                        ..Default::default()
+                    })
+                } else if c.read && c.expected_len > 0 {
                     Pdu::DataIn(DataIn {
                         final_: true,
                         status_present: true,
@@ -609,7 +628,7 @@ impl Rig {
     }
 
     pub(super) fn status(&self) -> Vec<SessionStatus> {
-        self.init.status()
+        self.init.status(self.now)
     }
 
     pub(super) fn status_of(&self, name: &str) -> SessionStatus {

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use super::config::TargetConfig;
 use super::luns::{is_internal, LunState};
-use super::{ClientId, ConnId, SessionId, State};
+use super::{ClientId, ConnId, SessionId, State, Stats};
 use crate::chap::ChapConfig;
 use crate::login::LoginConfig;
 use crate::negotiate::{DigestPref, Params, SessionKind};
-use crate::session::{Session, SessionConfig, Timeouts};
+use crate::session::{Counters, Session, SessionConfig, Timeouts};
 use crate::task::{ScsiTask, Tag};
 
 /// The first reconnect waits this long; each failure doubles it up to the
@@ -43,13 +43,8 @@ pub enum Ending {
     Shutdown,
 }
 
-/// Counters for `iscsictl show`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub commands: u64,
-    pub errors: u64,
-    pub logins: u64,
-}
+/// Command latencies kept for the mean and the 99th percentile.
+pub const LATENCY_WINDOW: usize = 1024;
 
 pub struct Sess {
     pub id: SessionId,
@@ -81,7 +76,14 @@ pub struct Sess {
     pub tsih: u16,
     /// LUNs the kernel has sent commands to.
     pub luns: BTreeSet<u32>,
+    /// Counters of the session itself; the connections' are added in.
     pub stats: Stats,
+    /// The counters of connections that are gone.
+    pub conn_totals: Counters,
+    /// When each kernel command in flight or held was handed over.
+    pub started: BTreeMap<Tag, Instant>,
+    /// The latest command latencies, in microseconds.
+    pub latency: VecDeque<u32>,
     pub last_error: Option<String>,
     pub isid: [u8; 6],
     /// Bumped after a login that timed out once connected: the target may
@@ -131,6 +133,9 @@ impl Sess {
             tsih: 0,
             luns: BTreeSet::new(),
             stats: Stats::default(),
+            conn_totals: Counters::default(),
+            started: BTreeMap::new(),
+            latency: VecDeque::with_capacity(LATENCY_WINDOW),
             last_error: None,
             isid,
             isid_generation: 0,
@@ -178,6 +183,43 @@ impl Sess {
             .into_iter()
             .filter(|t| !is_internal(t.tag))
             .collect()
+    }
+
+    /// A kernel command finished after `took`.
+    pub fn note_latency(&mut self, took: Duration) {
+        if self.latency.len() == LATENCY_WINDOW {
+            self.latency.pop_front();
+        }
+        self.latency
+            .push_back(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+    }
+
+    /// Every counter: the session's, its old connections', the live one's.
+    pub fn totals(&self) -> Stats {
+        let mut c = self.conn_totals;
+        if let Some(conn) = &self.conn {
+            c.add(conn.session.counters());
+        }
+        let mut sorted: Vec<u32> = self.latency.iter().copied().collect();
+        sorted.sort_unstable();
+        let n = sorted.len() as u64;
+        let sum: u64 = sorted.iter().map(|&v| u64::from(v)).sum();
+        // The sample below which 99% of them lie.
+        let p99 = sorted
+            .get((sorted.len() * 99).div_ceil(100).saturating_sub(1))
+            .copied()
+            .unwrap_or(0);
+        Stats {
+            pdus_in: c.pdus_in,
+            pdus_out: c.pdus_out,
+            timeouts: c.timeouts,
+            aborts: c.aborts,
+            resets: c.resets,
+            latency_samples: n,
+            latency_mean_us: sum.checked_div(n).unwrap_or(0),
+            latency_p99_us: u64::from(p99),
+            ..self.stats
+        }
     }
 
     /// Would start a connection if its time had come.

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use super::config::Timers;
 use super::{Initiator, SessionId};
@@ -42,6 +43,100 @@ impl fmt::Display for State {
     }
 }
 
+/// A session's counters over all its connections, as `show` lists them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub commands: u64,
+    /// Commands that did not end GOOD, the unit attentions below aside.
+    pub errors: u64,
+    pub logins: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub pdus_in: u64,
+    pub pdus_out: u64,
+    pub digest_errors: u64,
+    /// Commands not answered in time.
+    pub timeouts: u64,
+    pub aborts: u64,
+    /// LOGICAL UNIT RESET and TARGET WARM RESET requests.
+    pub resets: u64,
+    /// Connections lost while logged in.
+    pub reconnects: u64,
+    /// UNIT ATTENTION for a reset or power-on, which every login meets:
+    /// counted apart, not as errors.
+    pub unit_attentions: u64,
+    /// Commands the latency figures cover (the latest, at most
+    /// `LATENCY_WINDOW`).
+    pub latency_samples: u64,
+    pub latency_mean_us: u64,
+    pub latency_p99_us: u64,
+}
+
+impl Stats {
+    /// The counters' names, in the order of [`Stats::values`]: the order
+    /// on the control socket and the keys of `iscsictl -j show`.
+    pub const NAMES: [&'static str; 16] = [
+        "commands",
+        "errors",
+        "logins",
+        "bytes_read",
+        "bytes_written",
+        "pdus_in",
+        "pdus_out",
+        "digest_errors",
+        "timeouts",
+        "aborts",
+        "resets",
+        "reconnects",
+        "unit_attentions",
+        "latency_samples",
+        "latency_mean_us",
+        "latency_p99_us",
+    ];
+
+    pub fn values(&self) -> [u64; 16] {
+        [
+            self.commands,
+            self.errors,
+            self.logins,
+            self.bytes_read,
+            self.bytes_written,
+            self.pdus_in,
+            self.pdus_out,
+            self.digest_errors,
+            self.timeouts,
+            self.aborts,
+            self.resets,
+            self.reconnects,
+            self.unit_attentions,
+            self.latency_samples,
+            self.latency_mean_us,
+            self.latency_p99_us,
+        ]
+    }
+
+    pub fn from_values(f: [u64; 16]) -> Stats {
+        Stats {
+            commands: f[0],
+            errors: f[1],
+            logins: f[2],
+            bytes_read: f[3],
+            bytes_written: f[4],
+            pdus_in: f[5],
+            pdus_out: f[6],
+            digest_errors: f[7],
+            timeouts: f[8],
+            aborts: f[9],
+            resets: f[10],
+            reconnects: f[11],
+            unit_attentions: f[12],
+            latency_samples: f[13],
+            latency_mean_us: f[14],
+            latency_p99_us: f[15],
+        }
+    }
+}
+
 /// One session as `show` reports it.
 #[derive(Debug, Clone)]
 pub struct SessionStatus {
@@ -64,10 +159,10 @@ pub struct SessionStatus {
     pub luns: Vec<u32>,
     pub in_flight: usize,
     pub queued: usize,
-    pub commands: u64,
-    pub errors: u64,
-    pub logins: u64,
+    pub stats: Stats,
     pub last_error: Option<String>,
+    /// How long until the next attempt, while not connected.
+    pub next_attempt: Option<Duration>,
 }
 
 /// Sessions by state, for `reload`'s wait.
@@ -82,7 +177,7 @@ pub struct Counts {
 
 impl Initiator {
     /// Every session, in creation order.
-    pub fn status(&self) -> Vec<SessionStatus> {
+    pub fn status(&self, now: Instant) -> Vec<SessionStatus> {
         self.sessions
             .values()
             .map(|s| {
@@ -111,10 +206,14 @@ impl Initiator {
                     luns: s.luns.iter().copied().collect(),
                     in_flight,
                     queued,
-                    commands: s.stats.commands,
-                    errors: s.stats.errors,
-                    logins: s.stats.logins,
+                    stats: s.totals(),
                     last_error: s.last_error.clone(),
+                    next_attempt: match &s.conn {
+                        None if s.wants_connection(self.stopping) => {
+                            s.retry_at.map(|t| t.saturating_duration_since(now))
+                        }
+                        _ => None,
+                    },
                 }
             })
             .collect()
@@ -133,5 +232,21 @@ impl Initiator {
             }
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stats;
+
+    #[test]
+    fn stats_values_round_trip_in_name_order() {
+        let v: [u64; 16] = std::array::from_fn(|i| i as u64 * 7 + 1);
+        let s = Stats::from_values(v);
+        assert_eq!(s.values(), v);
+        assert_eq!(s.commands, 1);
+        assert_eq!(s.latency_p99_us, 15 * 7 + 1);
+        let n = Stats::NAMES;
+        assert_eq!((n[0], n[15]), ("commands", "latency_p99_us"));
     }
 }

@@ -40,7 +40,7 @@ fn a_normal_block_logs_in() {
     let st = r.status_of("disk");
     assert_eq!(st.state, State::LoggedIn);
     assert_eq!(st.vscsi_target, Some(0));
-    assert_eq!(st.logins, 1);
+    assert_eq!(st.stats.logins, 1);
     assert_eq!(st.portal, Some(addr(P)));
     assert!(st.params.is_some());
     assert_eq!(r.init.counts().logged_in, 1);
@@ -343,7 +343,7 @@ fn reload_identical_changes_nothing() {
     assert!(r.detaches.is_empty());
     assert_eq!(r.probes.len(), 1);
     assert_eq!(r.status_of("disk").state, State::LoggedIn);
-    assert_eq!(r.status_of("disk").logins, 1);
+    assert_eq!(r.status_of("disk").stats.logins, 1);
     assert!(
         !r.log[before..]
             .iter()
@@ -1352,5 +1352,42 @@ fn login_timeout_moves_the_isid_on() {
         r.status_of("disk").isid,
         second,
         "show lists the ISID in use"
+    );
+}
+
+/// `show`'s counters: bytes, PDUs, latency; the unit attention that
+/// follows a login is counted apart, a real error as one.
+#[test]
+fn statistics_count_what_happened() {
+    let mut r = Rig::new(1);
+    let ua = crate::scsi::fixed_sense(crate::scsi::KEY_UNIT_ATTENTION, (0x29, 0));
+    let medium = crate::scsi::fixed_sense(0x03, (0x11, 0));
+    r.portal(addr(P)).sense.extend([ua, medium]);
+    r.reload(config(vec![block("disk", addr(P))]));
+    r.run_ms(0);
+    r.command(read(1, 0, 512));
+    r.command(read(2, 0, 512));
+    r.command(read(3, 0, 4096));
+    let st = r.status_of("disk").stats;
+    assert_eq!(st.commands, 3);
+    assert_eq!(st.unit_attentions, 1);
+    assert_eq!(st.errors, 1);
+    assert_eq!(st.bytes_read, 4096);
+    assert_eq!(st.latency_samples, 3);
+    assert_eq!(st.logins, 1);
+    // Login (2), three commands; and as many answers.
+    assert_eq!(st.pdus_out, 5, "{st:?}");
+    assert_eq!(st.pdus_in, 5, "{st:?}");
+    assert_eq!(st.reconnects, 0);
+    // Counters survive the connection.
+    let c = r.conn_ids()[0];
+    r.drop_conn(c, super::CloseCause::Reset);
+    let st2 = r.status_of("disk").stats;
+    assert_eq!(st2.reconnects, 1);
+    assert_eq!(st2.pdus_in, st.pdus_in);
+    let s = r.status_of("disk");
+    assert!(
+        s.next_attempt.is_some(),
+        "when the next login is due: {s:?}"
     );
 }
