@@ -163,6 +163,21 @@ impl Framer {
         }
     }
 
+    /// Gives the buffer back while nothing is in it: an idle connection
+    /// holds no receive memory; the next read grows it again.
+    pub fn release_if_empty(&mut self) {
+        if self.start == self.end {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Bytes of receive buffer held.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Received bytes not yet returned as PDUs.
     pub fn buffered(&self) -> usize {
         self.end - self.start

@@ -417,6 +417,20 @@ impl Session {
         }
     }
 
+    /// Frees the receive buffer and the send buffer while both are empty.
+    fn release_buffers(&mut self) {
+        self.framer.release_if_empty();
+        if self.tx_data().is_empty() {
+            self.tx = Vec::new();
+            self.tx_pos = 0;
+        }
+    }
+
+    /// Bytes of buffer the connection holds (receive and send).
+    pub fn buffer_bytes(&self) -> usize {
+        self.framer.capacity() + self.tx.capacity()
+    }
+
     fn send(&mut self, pdu: &Pdu) {
         self.counters.pdus_out += 1;
         pdu.encode(self.digests, &mut self.tx);
@@ -1133,6 +1147,8 @@ impl Session {
             }
             Some(_) => {}
             None if now.duration_since(self.last_rx) >= self.cfg.timeouts.nop_interval => {
+                // Idle: the buffers a burst grew go back until the next one.
+                self.release_buffers();
                 let itt = self.alloc_itt();
                 self.send(&Pdu::NopOut(NopOut {
                     immediate: true,

@@ -1021,6 +1021,22 @@ fn target_ping_is_echoed() {
     assert_eq!(t.s.phase(), Phase::FullFeature);
 }
 
+/// A burst grows the buffers; once the connection is idle (at the ping)
+/// they go back, so an idle session holds next to no memory.
+#[test]
+fn idle_connection_gives_its_buffers_back() {
+    let mut t = Tgt::up(cfg(), &[]);
+    let (c, _) = t.issue(read(1, 256 << 10));
+    let d = t.data_in(c.itt, 0, 0, pattern(256 << 10), Some(0));
+    t.feed(d);
+    assert_eq!(completions(t.events()).len(), 1);
+    assert!(t.s.buffer_bytes() >= 256 << 10, "{}", t.s.buffer_bytes());
+    t.tick(10_000);
+    assert!(matches!(t.sent().as_slice(), [Pdu::NopOut(_)]));
+    // What is left is the ping itself.
+    assert!(t.s.buffer_bytes() <= BHS_LEN, "{}", t.s.buffer_bytes());
+}
+
 #[test]
 fn our_ping_after_idle_and_its_timeout() {
     let mut t = Tgt::up(cfg(), &[]);

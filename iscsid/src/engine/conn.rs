@@ -14,14 +14,20 @@ use proto::initiator::{CloseCause, ConnId};
 
 use super::Engine;
 
-/// Bytes asked of the core per read: large reads, few syscalls.
-const RX_CHUNK: usize = 256 * 1024;
+/// Bytes asked of the core per read: a connection starts small (an idle
+/// session should cost little memory) and doubles its reads while they
+/// come back full, up to the largest, for few syscalls under load. The
+/// core offers more when a PDU being received needs more.
+const RX_MIN: usize = 16 * 1024;
+const RX_MAX: usize = 256 * 1024;
 
 pub struct Socket {
     pub stream: TcpStream,
     pub conn: ConnId,
     /// connect(2) has finished.
     pub connected: bool,
+    /// How much the next read asks for.
+    pub rx_want: usize,
 }
 
 fn cause(e: &io::Error) -> CloseCause {
@@ -55,6 +61,7 @@ impl Engine {
                 stream,
                 conn,
                 connected: false,
+                rx_want: RX_MIN,
             },
         );
         self.conn_tokens.insert(conn, token);
@@ -104,12 +111,18 @@ impl Engine {
                 let Some(s) = self.sockets.get_mut(&token) else {
                     return;
                 };
-                let Some(buf) = self.init.rx_space(conn, RX_CHUNK) else {
+                let Some(buf) = self.init.rx_space(conn, s.rx_want) else {
                     break;
                 };
+                let room = buf.len();
                 match s.stream.read(buf) {
                     Ok(0) => return self.lost(conn, CloseCause::Eof, now),
-                    Ok(n) => self.init.rx_filled(conn, n, now),
+                    Ok(n) => {
+                        if n == room {
+                            s.rx_want = (s.rx_want * 2).min(RX_MAX);
+                        }
+                        self.init.rx_filled(conn, n, now);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         drained = true;
                         break;
