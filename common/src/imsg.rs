@@ -460,6 +460,25 @@ impl ImsgBuf {
     /// least as many bytes were consumed in front of them; otherwise the
     /// buffer doubles. Both keep the total copying linear in the bytes
     /// received, and the buffer ends up about twice the largest message.
+    /// Gives the read buffer back while it holds nothing, and the write
+    /// queue's while it is empty: a connection that is quiet between
+    /// requests (a control client) then costs next to no memory.
+    pub fn release_idle(&mut self) {
+        if self.rstart == self.rend {
+            self.rbuf = Vec::new();
+            self.rstart = 0;
+            self.rend = 0;
+        }
+        if self.wqueue.is_empty() {
+            self.wqueue = VecDeque::new();
+        }
+    }
+
+    /// Bytes of buffer held (read buffer and queued messages).
+    pub fn buffer_bytes(&self) -> usize {
+        self.rbuf.capacity() + self.wqueued
+    }
+
     fn reserve_read_space(&mut self) {
         if self.rstart == self.rend {
             self.rstart = 0;

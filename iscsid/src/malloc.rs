@@ -20,3 +20,18 @@ pub fn tune() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn tune() {}
+
+/// Hands free memory back to the system, past the thresholds above: after
+/// a burst of control clients, which the data path does not reuse.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn release() {
+    // SAFETY: malloc_trim(3) takes a size and only returns free memory of
+    // the allocator to the kernel; the process is single-threaded.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// OpenBSD's malloc(3) returns memory on its own.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release() {}

@@ -133,3 +133,38 @@ fn json_show_statistics_and_why_a_disk_is_not_up() {
         serde_json::from_str(&rig.ctl.ok(&["-j", "show", "vscsi", "stats"])).expect("JSON");
     assert!(v["vscsi"]["probes"].as_u64() >= Some(1), "{v}");
 }
+
+/// Control clients are capped: past the limit they are turned away with
+/// one log line, the daemon keeps serving, and the slots come back.
+#[test]
+fn control_clients_are_capped() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    const MAX_CLIENTS: usize = 64;
+    let rig = Rig::new(TargetKind::Tgt, &[]);
+    rig.reload(&rig.disk_block("disk", ""));
+    let mut held = Vec::new();
+    for _ in 0..MAX_CLIENTS {
+        held.push(UnixStream::connect(&rig.ctl.socket).expect("connect"));
+    }
+    // Each is accepted before the next counts: the show below is answered
+    // only after all of them were.
+    let mut extra = UnixStream::connect(&rig.ctl.socket).expect("connect");
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut b = [0u8; 16];
+    assert_eq!(
+        extra.read(&mut b).expect("turned away, not left hanging"),
+        0
+    );
+    let o = rig.ctl.run(&["show"]);
+    assert!(!o.status.success(), "a client past the cap was served");
+    let log = rig.daemon.log_text();
+    assert!(log.contains("64 clients connected, refusing more"), "{log}");
+    drop(held);
+    let served = wait_for(Duration::from_secs(10), || {
+        rig.ctl.run(&["show"]).status.success().then_some(())
+    });
+    assert!(served.is_some(), "the slots did not come back");
+}

@@ -18,6 +18,9 @@ use super::{convert, Engine};
 
 /// Reply bytes a control client may leave unread.
 const CLIENT_QUEUE_MAX: usize = 16 << 20;
+/// Control clients at once; more are turned away (each may hold a reply
+/// queue of up to CLIENT_QUEUE_MAX while it reads slowly).
+pub const MAX_CLIENTS: usize = 64;
 
 pub struct Client {
     pub ib: ImsgBuf,
@@ -50,6 +53,14 @@ impl Engine {
                     return;
                 }
             };
+            if self.clients.len() >= MAX_CLIENTS {
+                // Dropping the stream closes it: the client sees EOF.
+                if !self.clients_full {
+                    warn!("control: {MAX_CLIENTS} clients connected, refusing more");
+                    self.clients_full = true;
+                }
+                continue;
+            }
             let fd: OwnedFd = stream.into();
             let uid = match peer_uid(&fd) {
                 Ok(u) => u,
@@ -76,11 +87,13 @@ impl Engine {
         }
     }
 
-    pub(super) fn client_event(&mut self, t: Token, now: Instant) {
+    pub(super) fn client_event(&mut self, t: Token, readable: bool, now: Instant) {
         let mut msgs = Vec::new();
         let mut close = false;
         if let Some(c) = self.clients.get_mut(&t) {
-            loop {
+            // Only a readable client gets a read buffer: one that connects
+            // and waits costs next to nothing.
+            while readable {
                 match c.ib.read() {
                     Ok(0) => {
                         close = true;
@@ -113,6 +126,7 @@ impl Engine {
         }
         if let Some(c) = self.clients.get_mut(&t) {
             let _ = c.ib.flush();
+            c.ib.release_idle();
             // A client that asks and never reads does not get to grow our
             // memory without end.
             if c.ib.queued() > CLIENT_QUEUE_MAX {
@@ -128,6 +142,12 @@ impl Engine {
                     .deregister(&mut SourceFd(&c.ib.as_fd().as_raw_fd()));
             }
             self.init.client_gone(client_id(t));
+            if self.clients.is_empty() {
+                // After a burst of clients, their buffers go back to the
+                // system rather than stay in the allocator's cache.
+                self.clients_full = false;
+                crate::malloc::release();
+            }
         }
     }
 

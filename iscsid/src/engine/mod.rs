@@ -58,6 +58,8 @@ pub struct Engine {
     listener: UnixListener,
     signals: std::os::unix::net::UnixStream,
     clients: BTreeMap<Token, Client>,
+    /// Clients are being turned away (logged once per burst).
+    clients_full: bool,
     sockets: HashMap<Token, Socket>,
     conn_tokens: HashMap<ConnId, Token>,
     next_token: usize,
@@ -134,6 +136,7 @@ impl Engine {
             listener,
             signals: sig_r,
             clients: BTreeMap::new(),
+            clients_full: false,
             sockets: HashMap::new(),
             conn_tokens: HashMap::new(),
             next_token: FIRST_DYNAMIC,
@@ -190,7 +193,7 @@ impl Engine {
                     LISTENER => self.accept(),
                     SIGNALS => self.signal(now),
                     t if self.sockets.contains_key(&t) => self.socket_event(t, now),
-                    t => self.client_event(t, now),
+                    t => self.client_event(t, ev.is_readable(), now),
                 }
                 // Commands from one relay read go out in one write per
                 // connection: the actions wait for the whole batch.
