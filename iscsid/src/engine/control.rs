@@ -93,18 +93,20 @@ impl Engine {
         if let Some(c) = self.clients.get_mut(&t) {
             // Only a readable client gets a read buffer: one that connects
             // and waits costs next to nothing.
-            while readable {
-                match c.ib.read() {
-                    Ok(0) => {
-                        close = true;
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(ImsgError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        warn!("control client: {e}");
-                        close = true;
-                        break;
+            if readable {
+                loop {
+                    match c.ib.read() {
+                        Ok(0) => {
+                            close = true;
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(ImsgError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            warn!("control client: {e}");
+                            close = true;
+                            break;
+                        }
                     }
                 }
             }
