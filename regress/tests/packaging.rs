@@ -356,3 +356,170 @@ fn crates_inc_matches_cargo_lock() {
         "crates.inc is stale: run ports/update-crates.sh"
     );
 }
+
+/// The rules of a BSD makefile: target name to (prerequisites, recipe
+/// lines with continuations joined).
+fn make_rules(text: &str) -> BTreeMap<String, (String, Vec<String>)> {
+    let mut rules = BTreeMap::new();
+    let mut current: Option<String> = None;
+    let mut joined = String::new();
+    for line in text.lines() {
+        if let Some(cont) = joined.strip_suffix('\\') {
+            joined = format!("{cont} {}", line.trim());
+        } else {
+            joined = line.to_owned();
+        }
+        if joined.ends_with('\\') {
+            continue;
+        }
+        let l = std::mem::take(&mut joined);
+        if let Some(cmd) = l.strip_prefix('\t') {
+            if let Some(t) = &current {
+                if let Some(r) = rules.get_mut(t) {
+                    let (_, recipe): &mut (String, Vec<String>) = r;
+                    recipe.push(cmd.trim().to_owned());
+                }
+            }
+            continue;
+        }
+        current = None;
+        if l.starts_with('#') || l.starts_with('.') || l.contains('=') {
+            continue;
+        }
+        if let Some((target, prereqs)) = l.split_once(':') {
+            let target = target.trim().to_owned();
+            rules.insert(target.clone(), (prereqs.trim().to_owned(), Vec::new()));
+            current = Some(target);
+        }
+    }
+    rules
+}
+
+#[test]
+fn makefile_bsd_install_installs_what_all_built_and_runs_no_cargo() {
+    let rules = make_rules(&read("Makefile.bsd"));
+    let (all_pre, all) = &rules["all"];
+    assert!(all_pre.is_empty(), "all: {all_pre}");
+    assert!(
+        all.iter().any(|c| c.contains("${CARGO} build --release")),
+        "all does not build: {all:?}"
+    );
+    // As in bsd.prog.mk, install does not depend on all: "doas make
+    // install" must not run cargo, and so the crates' build scripts, as
+    // root.
+    let (pre, install) = &rules["install"];
+    assert!(pre.is_empty(), "install depends on {pre:?}");
+    assert!(install.len() > 3, "{install:?}");
+    for cmd in install {
+        assert!(
+            !cmd.contains("CARGO") && !cmd.contains("cargo"),
+            "install runs cargo: {cmd}"
+        );
+        assert!(!cmd.contains("${MAKE}"), "install runs make: {cmd}");
+    }
+    // The first step refuses a missing build with a clear message.
+    assert!(install[0].contains("for f in ${_BUILT}"), "{}", install[0]);
+    assert!(
+        install[0].contains("is missing: build first"),
+        "{}",
+        install[0]
+    );
+    // Everything installed from the build directory is in _BUILT.
+    let built = read("Makefile.bsd");
+    let built = between(&built, "_BUILT =", "\n").expect("_BUILT");
+    for cmd in install {
+        for word in cmd.split_whitespace() {
+            if let Some(f) = word.strip_prefix("${_RELEASE}/") {
+                assert!(built.contains(&format!("${{_RELEASE}}/{f}")), "{f}");
+            }
+        }
+    }
+}
+
+/// Runs `bmake -f Makefile.bsd target vars...` in the source tree, with
+/// the build directory, DESTDIR and cargo replaced by ones under `tmp`.
+fn bmake(tmp: &Path, target: &str, vars: &[String]) -> std::process::Output {
+    Command::new("bmake")
+        .current_dir(root())
+        .arg("-f")
+        .arg(root().join("Makefile.bsd"))
+        .arg(target)
+        .arg(format!("CARGO_TARGET_DIR={}", tmp.join("target").display()))
+        .arg(format!("DESTDIR={}", tmp.join("dest").display()))
+        .arg(format!("CARGO={}", tmp.join("cargo").display()))
+        .arg("INSTALL_STRIP=")
+        .args(vars)
+        .output()
+        .expect("bmake")
+}
+
+#[test]
+fn makefile_bsd_install_without_a_build_fails_and_never_builds() {
+    if Command::new("bmake").arg("-V").arg("x").output().is_err() {
+        // Debian's bmake runs the makefile as OpenBSD's make would.
+        eprintln!("bmake is not installed; only the static checks ran");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = std::env::temp_dir().join(format!("packaging-bmake-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).expect("tmp");
+    // A cargo that records that it ran and builds two scripts.
+    let mark = tmp.join("cargo-ran");
+    let cargo = format!(
+        "#!/bin/sh\necho \"$@\" >>{mark}\nmkdir -p \"$CARGO_TARGET_DIR/release\"\n\
+         for p in iscsid iscsictl; do printf '#!/bin/sh\\n' >\"$CARGO_TARGET_DIR/release/$p\"; done\n",
+        mark = mark.display()
+    );
+    fs::write(tmp.join("cargo"), cargo).expect("cargo");
+    fs::set_permissions(tmp.join("cargo"), fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let out = bmake(&tmp, "install", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "install without a build succeeded");
+    assert!(
+        err.contains("iscsid is missing: build first with \"make -f Makefile.bsd\" (not as root)"),
+        "{err}"
+    );
+    assert!(!mark.exists(), "install ran cargo");
+    assert!(
+        !tmp.join("dest").exists(),
+        "install without a build installed something"
+    );
+
+    let out = bmake(&tmp, "all", &["BINDIR=/opt/sbin".into()]);
+    assert!(
+        out.status.success(),
+        "all: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let args = fs::read_to_string(&mark).expect("all ran cargo");
+    assert!(
+        args.contains("build --release --locked -p iscsid -p iscsictl"),
+        "{args}"
+    );
+    fs::remove_file(&mark).expect("mark");
+
+    let out = bmake(&tmp, "install", &["BINDIR=/opt/sbin".into()]);
+    assert!(
+        out.status.success(),
+        "install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!mark.exists(), "install ran cargo");
+    let dest = tmp.join("dest");
+    for f in [
+        "opt/sbin/iscsid",
+        "opt/sbin/iscsictl",
+        "usr/local/man/man8/iscsid.8",
+        "usr/local/man/man8/iscsictl.8",
+        "usr/local/man/man5/iscsi.conf.5",
+        "usr/local/share/examples/iscsid/iscsi.conf",
+    ] {
+        assert!(dest.join(f).is_file(), "{f} not installed");
+    }
+    let rc = fs::read_to_string(dest.join("etc/rc.d/iscsid_rs")).expect("rc.d script");
+    assert!(rc.contains("daemon=\"/opt/sbin/iscsid\""), "{rc}");
+    assert!(rc.contains("control=\"/opt/sbin/iscsictl\""), "{rc}");
+    let _ = fs::remove_dir_all(&tmp);
+}
