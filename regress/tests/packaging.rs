@@ -523,3 +523,142 @@ fn makefile_bsd_install_without_a_build_fails_and_never_builds() {
     assert!(rc.contains("control=\"/opt/sbin/iscsictl\""), "{rc}");
     let _ = fs::remove_dir_all(&tmp);
 }
+
+/// The last ids of infrastructure/db/user.list, OpenBSD ports, revision
+/// 1.490 (2026/06/06, read from a copy of the ports tree); the list starts
+/// at 500. 899, the id the port first had, is among them. The port's id
+/// must be none of these.
+const TAKEN_PORT_IDS: &[(u32, &str)] = &[
+    (880, "_gotosocial (retired)"),
+    (881, "_opensearch"),
+    (882, "_opensearch-dashboards"),
+    (883, "_step-ca"),
+    (884, "_iblock"),
+    (885, "_mycorrhiza"),
+    (886, "_eduvpn"),
+    (887, "_endlessh"),
+    (888, "_epmd"),
+    (889, "_gromox"),
+    (890, "_grommunio"),
+    (891, "_kiwix-serve"),
+    (892, "_shiori"),
+    (893, "_azorius"),
+    (894, "_gonic"),
+    (895, "_soju"),
+    (896, "_certspotter"),
+    (897, "_croc"),
+    (898, "_icingadb"),
+    (899, "_openhab"),
+    (900, "_z2m"),
+    (901, "_ergo"),
+    (902, "_hylafax"),
+    (903, "_iaxmodem"),
+    (904, "_neighbot"),
+    (905, "_pgweb"),
+    (908, "_simplexmq"),
+];
+/// The highest id of that list; 906 and 907 were skipped, perhaps held
+/// for ports under review, so the port takes an id above it.
+const LAST_PORT_ID: u32 = 908;
+
+#[test]
+fn port_user_has_a_free_fixed_id() {
+    let plist = read(&format!("{PORT}/pkg/PLIST"));
+    let port = read(&format!("{PORT}/Makefile"));
+    let field = |prefix: &str| -> u32 {
+        let rest = plist
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("PLIST lacks {prefix}"));
+        rest.split(':')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("bad id in {prefix}{rest}"))
+    };
+    let gid = field("@newgroup _iscsirs:");
+    let uid = field("@newuser _iscsirs:");
+    assert_eq!(uid, gid, "a user/group pair shares one id");
+    assert!(
+        plist.contains(&format!("@newuser _iscsirs:{uid}:_iscsirs:")),
+        "the user's group is _iscsirs"
+    );
+    for (id, name) in TAKEN_PORT_IDS {
+        assert_ne!(uid, *id, "{uid} is {name} in user.list");
+    }
+    assert!(uid > LAST_PORT_ID && uid < 1000, "{uid}");
+    // The Makefile says how it was chosen and what to add to user.list.
+    assert!(
+        port.contains(&format!("\"{uid} _iscsirs _iscsirs sysutils/iscsid\"")),
+        "the port Makefile does not give the user.list line for {uid}"
+    );
+    assert!(!plist.contains("899") && !port.contains("# 899"));
+}
+
+#[test]
+fn port_fetches_a_release_and_builds_what_the_tests_test() {
+    let port = read(&format!("{PORT}/Makefile"));
+    let manifest = read("Cargo.toml");
+    let var = |name: &str| -> String {
+        port.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|r| r.trim_start().strip_prefix('='))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("port Makefile lacks {name}"))
+    };
+    // A distfile make fetch can find: GitHub's archive of the release tag.
+    let tuple: Vec<String> = var("DIST_TUPLE")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(tuple.len(), 5, "{tuple:?}");
+    assert_eq!(tuple[0], "github");
+    assert_eq!(tuple[2], "iscsid", "the tarball unpacks to iscsid-${{V}}");
+    assert_eq!(tuple[3], "v${V}");
+    assert_eq!(tuple[4], ".");
+    let version = between(&manifest, "[workspace.package]\nversion = \"", "\"").expect("version");
+    assert_eq!(var("V "), version, "the port's V and the workspace version");
+    assert!(
+        !port
+            .lines()
+            .any(|l| l.starts_with("SITES") && l.trim_end().ends_with('=')),
+        "an empty SITES"
+    );
+    assert!(
+        !port.lines().any(|l| l.starts_with("DISTNAME")),
+        "DIST_TUPLE sets DISTNAME"
+    );
+    let release = read("ports/RELEASE.md");
+    for step in [
+        "git tag",
+        "make makesum",
+        "ports/update-crates.sh",
+        "crates.inc",
+        &tuple[1],
+    ] {
+        assert!(
+            release.contains(step),
+            "ports/RELEASE.md does not mention {step}"
+        );
+    }
+    // lang/rust's WANTLIB for Rust programs: c, pthread, c++abi.
+    assert_eq!(var("WANTLIB +"), "${MODCARGO_WANTLIB}");
+    // devel/cargo writes panic = 'unwind' into its cargo configuration;
+    // the environment wins over it, and the programs are tested with
+    // the workspace's abort.
+    let release_profile = between(&manifest, "[profile.release]", "\n[").unwrap_or_else(|| {
+        manifest
+            .split("[profile.release]")
+            .nth(1)
+            .expect("[profile.release] in Cargo.toml")
+    });
+    assert!(
+        release_profile.contains("panic = \"abort\""),
+        "{release_profile}"
+    );
+    assert!(
+        port.lines()
+            .any(|l| l.starts_with("MAKE_ENV +=")
+                && l.ends_with("CARGO_PROFILE_RELEASE_PANIC=abort")),
+        "the port does not restore panic = abort"
+    );
+}
