@@ -662,3 +662,91 @@ fn port_fetches_a_release_and_builds_what_the_tests_test() {
         "the port does not restore panic = abort"
     );
 }
+
+/// The text of the subsection "Differences from the base system".
+fn differences(page: &str) -> Option<String> {
+    let lines: Vec<&str> = page
+        .lines()
+        .skip_while(|l| *l != ".Ss Differences from the base system")
+        .skip(1)
+        .take_while(|l| !l.starts_with(".Sh ") && !l.starts_with(".Ss "))
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// The lines of section `sh` of an mdoc page.
+fn man_section<'a>(page: &'a str, sh: &str) -> Vec<&'a str> {
+    page.lines()
+        .skip_while(|l| *l != format!(".Sh {sh}"))
+        .skip(1)
+        .take_while(|l| !l.starts_with(".Sh "))
+        .collect()
+}
+
+#[test]
+fn man_pages_follow_base_and_list_the_differences() {
+    for page in ["man/iscsid.8", "man/iscsictl.8"] {
+        let text = read(page);
+        let synopsis = man_section(&text, "SYNOPSIS");
+        let nm: Vec<_> = synopsis.iter().filter(|l| l.starts_with(".Nm")).collect();
+        assert!(!nm.is_empty(), "{page}: no .Nm in SYNOPSIS");
+        for l in nm {
+            assert_eq!(*l, ".Nm", "{page}: SYNOPSIS has {l:?}, base has a bare .Nm");
+        }
+        let diff = differences(&text)
+            .unwrap_or_else(|| panic!("{page}: no Differences from the base system"));
+        for what in [
+            "0600",
+            "0660",
+            "imsg_init 3",
+            "ctrlmsghdr",
+            "SOCK_SEQPACKET",
+        ] {
+            assert!(
+                diff.contains(what),
+                "{page}: differences do not mention {what}"
+            );
+        }
+    }
+    let ctl = read("man/iscsictl.8");
+    let diff = differences(&ctl).unwrap_or_default();
+    for what in [
+        "show session",
+        "show summary",
+        "show vscsi stats",
+        "discover",
+        "reload",
+        "command failed",
+        ".Fl f",
+    ] {
+        assert!(
+            diff.contains(what),
+            "iscsictl.8: differences do not mention {what}"
+        );
+    }
+    assert!(
+        ctl.contains(".Qq recvfd"),
+        "iscsictl.8 does not say descriptors are refused"
+    );
+    let d = read("man/iscsid.8");
+    let diff = differences(&d).unwrap_or_default();
+    for what in [
+        "Timers",
+        ".Fl u",
+        "iscsid:DB1",
+        "iscsid:db1",
+        "initiatorname \"",
+    ] {
+        assert!(
+            diff.contains(what),
+            "iscsid.8: differences do not mention {what}"
+        );
+    }
+    let conf = read("man/iscsi.conf.5");
+    for what in ["iscsid:DB1", "iscsid:db1", "in lower case"] {
+        assert!(
+            conf.contains(what),
+            "iscsi.conf.5 initiatorname lacks {what}"
+        );
+    }
+}
