@@ -750,3 +750,16 @@ fn man_pages_follow_base_and_list_the_differences() {
         );
     }
 }
+
+#[test]
+fn minimum_release_matches_the_t2i_ioctl() {
+    use iscsid::vscsi::abi;
+    let t2i = format!("{:#x}", abi::VSCSI_T2I);
+    assert_eq!(t2i, "0x801c4903");
+    let caveats = man_section(&read("man/iscsid.8"), "CAVEATS").join("\n");
+    assert!(caveats.contains(".Ox 7.1"), "{caveats}");
+    assert!(caveats.contains(&t2i), "iscsid.8 CAVEATS lack {t2i}");
+    let port = read(&format!("{PORT}/Makefile"));
+    assert!(port.contains("OpenBSD 7.1 or later") && port.contains(&t2i));
+    assert!(read(&format!("{PORT}/pkg/README")).contains("OpenBSD 7.1 or later"));
+}
