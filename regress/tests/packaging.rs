@@ -728,6 +728,14 @@ fn man_pages_follow_base_and_list_the_differences() {
         ctl.contains(".Qq recvfd"),
         "iscsictl.8 does not say descriptors are refused"
     );
+    let refused = "iscsid sent a file descriptor; iscsictl accepts none";
+    assert!(read("iscsictl/src/main.rs").contains(refused));
+    assert!(
+        man_section(&ctl, "DIAGNOSTICS")
+            .join("\n")
+            .contains(refused),
+        "iscsictl.8 DIAGNOSTICS lack the refused descriptor"
+    );
     let d = read("man/iscsid.8");
     let diff = differences(&d).unwrap_or_default();
     for what in [
