@@ -36,6 +36,17 @@ struct Ctl {
 }
 
 impl Ctl {
+    /// The control connection. iscsictl is pledged without "recvfd", so
+    /// it reads with read(2) and never accepts a descriptor: the kernel
+    /// discards any the daemon passes instead of killing iscsictl, and a
+    /// message that announces one is an error.
+    fn new(stream: UnixStream) -> Ctl {
+        let mut ib = ImsgBuf::new(stream.into());
+        ib.set_max_size(ctl::MAX_MSG);
+        ib.refuse_fds();
+        Ctl { ib }
+    }
+
     fn send(&mut self, k: u32, data: &[u8]) -> Result<(), String> {
         self.ib
             .compose(k, 0, std::process::id(), data, None)
@@ -47,6 +58,9 @@ impl Ctl {
         match self.ib.recv_blocking() {
             Ok(Some(m)) => Ok(m),
             Ok(None) => Err("connection to iscsid closed".into()),
+            Err(common::imsg::Error::MissingFd) => {
+                Err("control socket: iscsid sent a file descriptor; iscsictl accepts none".into())
+            }
             Err(e) => Err(format!("control socket: {e}")),
         }
     }
@@ -99,9 +113,7 @@ fn run() -> Result<(), String> {
     if let Err(e) = common::sandbox::pledge("stdio rpath dns") {
         return Err(format!("pledge: {e}"));
     }
-    let mut ib = ImsgBuf::new(stream.into());
-    ib.set_max_size(ctl::MAX_MSG);
-    let mut c = Ctl { ib };
+    let mut c = Ctl::new(stream);
     match cmd {
         Command::Reload => reload(&mut c, cfg.as_ref()),
         Command::Discover { addr, port } => discover(&mut c, &addr, port, &file),
@@ -325,9 +337,7 @@ mod tests {
                 ib.write_all().unwrap();
             }
         });
-        let mut ib = ImsgBuf::new(ours.into());
-        ib.set_max_size(ctl::MAX_MSG);
-        let mut c = Ctl { ib };
+        let mut c = Ctl::new(ours);
         let r = reload(&mut c, Some(&Config::default()));
         drop(c);
         daemon.join().unwrap();
@@ -373,5 +383,43 @@ mod tests {
             reload_against(kind::END, Vec::new()),
             Err(format!("unexpected reply {}", kind::END))
         );
+    }
+
+    /// A daemon that answers LOG_VERBOSE with OK, `with_fd` the write end
+    /// of a pipe passed along. Returns what `simple` made of it and
+    /// whether the pipe's read end then saw end of file, that is, whether
+    /// no copy of the write end was left open in iscsictl.
+    fn log_verbose_against(with_fd: bool) -> (Result<(), String>, bool) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (pr, pw) = nix::unistd::pipe().unwrap();
+        let daemon = std::thread::spawn(move || {
+            let mut ib = ImsgBuf::new(theirs.into());
+            let m = ib.recv_blocking().unwrap().unwrap();
+            assert_eq!(m.kind, kind::LOG_VERBOSE);
+            let fd = with_fd.then_some(pw);
+            ib.compose(kind::OK, 0, 0, &[], fd).unwrap();
+            ib.compose(kind::OK, 0, 0, &[], None).unwrap();
+            ib.write_all().unwrap();
+            // Waits for iscsictl to hang up.
+            while let Ok(Some(_)) = ib.recv_blocking() {}
+        });
+        let mut c = Ctl::new(ours);
+        let first = c.simple(kind::LOG_VERBOSE, &ctl::encode_bool(true));
+        // The stream stays framed: the next reply is read normally.
+        assert_eq!(c.recv().map(|m| m.kind), Ok(kind::OK));
+        drop(c);
+        daemon.join().unwrap();
+        let mut buf = [0u8; 1];
+        let eof = nix::unistd::read(&pr, &mut buf).unwrap() == 0;
+        (first, eof)
+    }
+
+    #[test]
+    fn a_passed_descriptor_is_refused_not_accepted() {
+        let (r, eof) = log_verbose_against(true);
+        let e = r.unwrap_err();
+        assert!(e.contains("file descriptor"), "{e}");
+        assert!(eof, "iscsictl kept the passed descriptor");
+        assert_eq!(log_verbose_against(false), (Ok(()), true));
     }
 }
