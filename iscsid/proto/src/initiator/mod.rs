@@ -22,10 +22,11 @@ mod reload;
 mod rig;
 mod sess;
 mod status;
+mod table;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -42,13 +43,18 @@ use crate::lun;
 use crate::scsi::{self, Direction, Outcome};
 use crate::task::{Completion, ScsiTask, Tag};
 use sess::Sess;
+use table::Table;
 
 /// vscsi(4) has 256 targets on its bus.
 pub const VSCSI_TARGETS: usize = 256;
 
-/// A session, for as long as it exists; never reused.
+/// A session, for as long as it exists: a slot and its generation, so
+/// that the id of a session that is gone never names another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SessionId(u32);
+pub struct SessionId {
+    index: u32,
+    generation: u32,
+}
 
 /// One TCP connection of one session; a reconnect gets a new one, so an
 /// event for a connection already replaced can never reach its successor.
@@ -58,12 +64,7 @@ pub struct ConnId {
     seq: u32,
 }
 
-impl ConnId {
-    /// A number for the shell's own tables (e.g. a poll token).
-    pub fn as_u64(self) -> u64 {
-        (u64::from(self.session.0) << 32) | u64::from(self.seq)
-    }
-}
+impl ConnId {}
 
 /// A control client, named by the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -115,8 +116,7 @@ pub enum Action {
 }
 
 pub struct Initiator {
-    sessions: BTreeMap<SessionId, Sess>,
-    next_id: u32,
+    sessions: Table<Sess>,
     /// vscsi target -> the session that owns it.
     targets: Vec<Option<SessionId>>,
     actions: VecDeque<Action>,
@@ -135,8 +135,7 @@ impl Initiator {
     /// name); the ISID base is random until a configuration sets one.
     pub fn new(initiatorname: String, rng: Box<dyn Entropy>) -> Result<Initiator, EntropyError> {
         let mut i = Initiator {
-            sessions: BTreeMap::new(),
-            next_id: 0,
+            sessions: Table::new(),
             targets: vec![None; VSCSI_TARGETS],
             actions: VecDeque::new(),
             rng,
@@ -317,7 +316,7 @@ impl Initiator {
 
     /// Runs every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        let ids = self.sessions.ids();
         for sid in ids {
             self.session_timers(sid, now);
         }
@@ -331,7 +330,7 @@ impl Initiator {
             return;
         }
         self.stopping = true;
-        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        let ids = self.sessions.ids();
         for sid in ids {
             self.end_session(sid, sess::Ending::Shutdown, now);
         }
@@ -340,12 +339,6 @@ impl Initiator {
     /// After `shutdown`: no connection is left.
     pub fn finished(&self) -> bool {
         self.sessions.values().all(|s| s.conn.is_none())
-    }
-
-    fn alloc_id(&mut self) -> SessionId {
-        let id = SessionId(self.next_id);
-        self.next_id = self.next_id.wrapping_add(1);
-        id
     }
 
     fn alloc_target(&mut self, sid: SessionId) -> Option<u32> {

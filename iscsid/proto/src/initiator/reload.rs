@@ -118,7 +118,7 @@ impl Initiator {
     /// Creates a session for `cfg`, with a vscsi target if it is a normal
     /// one; None when no target is free.
     pub(super) fn add_session(&mut self, cfg: TargetConfig, now: Instant) -> Option<SessionId> {
-        let sid = self.alloc_id();
+        let sid = self.sessions.vacant_id();
         let wants = cfg.kind == SessionKind::Normal && !cfg.disabled;
         let vt = match wants {
             true => Some(self.alloc_target(sid)?),
@@ -127,7 +127,8 @@ impl Initiator {
         let isid = self.isid_for(vt);
         let mut s = Sess::new(sid, cfg, isid, vt);
         s.retry_at = Some(now);
-        self.sessions.insert(sid, s);
+        let placed = self.sessions.insert(s);
+        debug_assert_eq!(placed, sid);
         Some(sid)
     }
 
