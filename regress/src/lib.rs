@@ -1,4 +1,5 @@
 //! Test support for iscsid: the vscsi(4) emulator and target harness.
 pub mod badtarget;
 pub mod emulator;
+pub mod fusedisk;
 pub mod harness;
