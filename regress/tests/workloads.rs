@@ -121,6 +121,8 @@ fn fio_job(file: &Path) -> Vec<String> {
         // over the target's backing file can check what this one wrote.
         "--randrepeat=1",
         "--randseed=20261201",
+        // No verify state files left in the working directory on failure.
+        "--verify_state_save=0",
     ]
     .iter()
     .map(|s| s.to_string())

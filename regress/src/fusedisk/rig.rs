@@ -2,7 +2,7 @@
 //! value, for tests, the demo and `iscsi-fuse`. Unlike `harness::Rig` the
 //! emulator is shared (`Arc`): the FUSE session's threads hold it too.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +36,13 @@ pub fn disk_conf(target: &Target) -> String {
 
 impl FuseRig {
     /// Starts the emulator and iscsid, reloads `conf`, waits for `disks`
-    /// disks and mounts them.
+    /// disks and mounts them in the rig's scratch directory.
     pub fn start(conf: &str, disks: usize) -> Result<FuseRig, String> {
+        Self::start_at(conf, disks, None)
+    }
+
+    /// `start`, mounting at `at` (an existing directory) when given.
+    pub fn start_at(conf: &str, disks: usize, at: Option<&Path>) -> Result<FuseRig, String> {
         let dir = Scratch::new("fuse");
         let dev = dir.join("vscsi0.sock");
         let emu = Arc::new(Emulator::listen(&dev).map_err(|e| format!("emulator: {e}"))?);
@@ -59,8 +64,14 @@ impl FuseRig {
                     String::from_utf8_lossy(&ctl.run(&["show"]).stdout)
                 )
             })?;
-        let mnt = dir.join("disks");
-        std::fs::create_dir(&mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
+        let mnt = match at {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = dir.join("disks");
+                std::fs::create_dir(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                p
+            }
+        };
         let fuse = FuseMount::mount(Arc::clone(&emu), &mnt)
             .map_err(|e| format!("FUSE mount at {}: {e}", mnt.display()))?;
         Ok(FuseRig {
