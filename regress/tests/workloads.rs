@@ -172,7 +172,12 @@ fn fio_verify(kind: TargetKind) {
         after.bytes_written - before.bytes_written >= 16 << 20,
         "fio's writes did not reach the emulator: {before:?} -> {after:?}"
     );
-    assert_eq!(fs.errors, 0, "errors from the emulator: {fs:?}");
+    assert_eq!(
+        fs.errors,
+        0,
+        "errors from the emulator: {fs:?}\n{:#?}",
+        rig.fuse.error_log()
+    );
     assert!(
         fs.peak_concurrent > 1 && peak > 1,
         "no concurrency reached the emulator (FUSE peak {}, emulator peak {peak})",
@@ -369,7 +374,13 @@ fn fs_roundtrip(kind: TargetKind, restart: bool) {
         read_all(&file) == read_all(&target.disk_file(LUN)),
         "disk file read through iSCSI differs from the target's backing file"
     );
-    assert_eq!(rig.fuse.stats().errors, 0, "{:?}", rig.fuse.stats());
+    assert_eq!(
+        rig.fuse.stats().errors,
+        0,
+        "{:?}\n{:#?}",
+        rig.fuse.stats(),
+        rig.fuse.error_log()
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ mod rig;
 pub use os::{e2fsck, mkfs_ext4, run, FsMount, LoopDev};
 pub use rig::{disk_conf, FuseRig};
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -66,6 +66,9 @@ const MAX_BACKGROUND: u16 = 64;
 /// How long the kernel may cache names and attributes. Short: geometry
 /// can change (a disk detaches, another attaches under the same name).
 const TTL: Duration = Duration::from_secs(1);
+
+/// Failed requests kept for `FuseMount::error_log`, the latest.
+const ERROR_LOG_LEN: usize = 32;
 
 /// Mode of the directory and of the disk files (root only, like /dev/rsd*).
 const DIR_MODE: u16 = 0o700;
@@ -217,6 +220,8 @@ pub struct DiskFs {
     emu: Arc<Emulator>,
     ctr: Arc<Counters>,
     claims: EdgeClaims,
+    /// The latest failures, for the report of a failed test.
+    errlog: Arc<Mutex<VecDeque<String>>>,
     /// Disks written since their last SYNCHRONIZE CACHE (sd's SDF_DIRTY).
     dirty: Mutex<HashSet<(u32, u32)>>,
     uid: u32,
@@ -240,6 +245,7 @@ impl DiskFs {
             emu,
             ctr: Arc::default(),
             claims: EdgeClaims::default(),
+            errlog: Arc::default(),
             dirty: Mutex::default(),
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
@@ -386,8 +392,14 @@ impl DiskFs {
         })
     }
 
-    fn failed(&self, e: &EmuError) -> Errno {
+    /// Counts and logs a failed request; `what` says which.
+    fn failed(&self, what: std::fmt::Arguments<'_>, e: &EmuError) -> Errno {
         self.ctr.errors.fetch_add(1, Ordering::Relaxed);
+        let mut log = self.errlog.lock().expect("errlog");
+        if log.len() == ERROR_LOG_LEN {
+            log.pop_front();
+        }
+        log.push_back(format!("{what}: {e}"));
         errno(e)
     }
 }
@@ -499,7 +511,9 @@ impl Filesystem for DiskFs {
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
                 reply.data(&data)
             }
-            Err(e) => reply.error(self.failed(&e)),
+            Err(e) => {
+                reply.error(self.failed(format_args!("read {} at {offset}+{len}", d.name), &e))
+            }
         }
     }
 
@@ -535,7 +549,9 @@ impl Filesystem for DiskFs {
                     .fetch_add(len as u64, Ordering::Relaxed);
                 reply.written(len as u32)
             }
-            Err(e) => reply.error(self.failed(&e)),
+            Err(e) => {
+                reply.error(self.failed(format_args!("write {} at {offset}+{len}", d.name), &e))
+            }
         }
     }
 
@@ -561,7 +577,7 @@ impl Filesystem for DiskFs {
         }
         match self.sync(&d) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(self.failed(&e)),
+            Err(e) => reply.error(self.failed(format_args!("sync {} on close", d.name), &e)),
         }
     }
 
@@ -579,7 +595,7 @@ impl Filesystem for DiskFs {
         };
         match self.sync(&d) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(self.failed(&e)),
+            Err(e) => reply.error(self.failed(format_args!("fsync {}", d.name), &e)),
         }
     }
 
@@ -620,6 +636,7 @@ pub struct FuseMount {
     session: Option<BackgroundSession>,
     dir: PathBuf,
     ctr: Arc<Counters>,
+    errlog: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl FuseMount {
@@ -627,6 +644,7 @@ impl FuseMount {
     pub fn mount(emu: Arc<Emulator>, dir: &Path) -> io::Result<FuseMount> {
         let fs = DiskFs::new(emu);
         let ctr = Arc::clone(&fs.ctr);
+        let errlog = Arc::clone(&fs.errlog);
         let mut cfg = Config::default();
         cfg.mount_options = vec![
             MountOption::FSName("iscsid-emu".into()),
@@ -645,6 +663,7 @@ impl FuseMount {
             session: Some(session),
             dir: dir.to_path_buf(),
             ctr,
+            errlog,
         })
     }
 
@@ -659,6 +678,17 @@ impl FuseMount {
 
     pub fn stats(&self) -> FsStats {
         self.ctr.snapshot()
+    }
+
+    /// The latest failed requests (what, and the emulator's error), oldest
+    /// first.
+    pub fn error_log(&self) -> Vec<String> {
+        self.errlog
+            .lock()
+            .expect("errlog")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Unmounts and waits for the session threads.
