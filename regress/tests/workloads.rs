@@ -32,6 +32,10 @@ const FIO_BSSPLIT: &str = "4k/40:16k/20:64k/20:256k/15:1m/5";
 const FIO_READ_PERCENT: u32 = 40;
 /// Bytes fio moves in the main pass (the whole disk once, in random order).
 const FIO_SIZE: &str = "64M";
+/// fio's random seed in the CI tests; the soak runs others.
+const FIO_SEED: u64 = 20261201;
+/// Rounds of every workload on both targets in the soak.
+const SOAK_ROUNDS: u64 = 10;
 /// The stretch of the backing file zeroed to show that fio's replay
 /// checks it: 8 MiB in the middle, which the job's writes cover.
 const CORRUPT_AT: u64 = 20 << 20;
@@ -107,7 +111,7 @@ impl Drop for InFlightSampler {
 }
 
 /// The fio job, as command-line options, on `file`.
-fn fio_job(file: &Path) -> Vec<String> {
+fn fio_job(file: &Path, seed: u64) -> Vec<String> {
     let mut v: Vec<String> = [
         "--name=mix",
         "--rw=randrw",
@@ -120,13 +124,13 @@ fn fio_job(file: &Path) -> Vec<String> {
         // The same offsets, sizes and data every run, so that the pass
         // over the target's backing file can check what this one wrote.
         "--randrepeat=1",
-        "--randseed=20261201",
         // No verify state files left in the working directory on failure.
         "--verify_state_save=0",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    v.push(format!("--randseed={seed}"));
     v.push(format!("--rwmixread={FIO_READ_PERCENT}"));
     v.push(format!("--filename={}", file.display()));
     v
@@ -150,11 +154,11 @@ fn fio(args: &[String]) -> String {
     out
 }
 
-fn fio_verify(kind: TargetKind) {
+fn fio_verify(kind: TargetKind, seed: u64) {
     let (target, rig) = start(kind);
     let file = rig.file(LUN);
     let sampler = InFlightSampler::start(Arc::clone(&rig.emu));
-    let mut args = fio_job(&file);
+    let mut args = fio_job(&file, seed);
     // io_uring on a FOPEN_DIRECT_IO file: the queue depth becomes that
     // many FUSE requests (async direct I/O) on FUSE_THREADS threads.
     args.extend([
@@ -185,7 +189,7 @@ fn fio_verify(kind: TargetKind) {
     );
     // The target's own file holds what fio wrote: fio checks it again,
     // replaying the same job without writing.
-    let mut again = fio_job(&target.disk_file(LUN));
+    let mut again = fio_job(&target.disk_file(LUN), seed);
     again.extend(["--verify_only".to_string(), "--ioengine=psync".to_string()]);
     fio(&again);
     // And the whole disk read through iSCSI is the target's file.
@@ -385,12 +389,12 @@ fn fs_roundtrip(kind: TargetKind, restart: bool) {
 
 #[test]
 fn tgt_fio_verify() {
-    fio_verify(TargetKind::Tgt);
+    fio_verify(TargetKind::Tgt, FIO_SEED);
 }
 
 #[test]
 fn istgt_fio_verify() {
-    fio_verify(TargetKind::Istgt);
+    fio_verify(TargetKind::Istgt, FIO_SEED);
 }
 
 #[test]
@@ -411,4 +415,19 @@ fn tgt_ext4_across_target_restart() {
 #[test]
 fn istgt_ext4_across_target_restart() {
     fs_roundtrip(TargetKind::Istgt, true);
+}
+
+/// The workloads again and again with other fio seeds, on both targets:
+/// minutes, so not in CI (`cargo test -p regress --test workloads -- --ignored`).
+#[test]
+#[ignore]
+fn soak() {
+    for round in 1..=SOAK_ROUNDS {
+        for kind in [TargetKind::Tgt, TargetKind::Istgt] {
+            eprintln!("soak round {round}/{SOAK_ROUNDS}, {kind:?}");
+            fio_verify(kind, FIO_SEED + round);
+            fs_roundtrip(kind, false);
+            fs_roundtrip(kind, true);
+        }
+    }
 }

@@ -349,7 +349,7 @@ impl DiskFs {
         Ok(data[head..head + len].to_vec())
     }
 
-    /// Writes `data` at `off` (already within the disk).
+    /// Writes `data` (not empty) at `off` (already within the disk).
     fn write_at(&self, d: &DiskInfo, off: u64, data: &[u8]) -> Result<(), EmuError> {
         let bs = u64::from(d.block_size);
         let first = off / bs;
@@ -540,6 +540,9 @@ impl Filesystem for DiskFs {
             return reply.error(Errno::ENOSPC);
         }
         let len = (data.len() as u64).min(disk_size.saturating_sub(offset)) as usize;
+        if len == 0 {
+            return reply.written(0);
+        }
         self.ctr.writes.fetch_add(1, Ordering::Relaxed);
         self.dirty.lock().expect("dirty").insert((d.target, d.lun));
         match self.write_at(&d, offset, &data[..len]) {
