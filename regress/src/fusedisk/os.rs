@@ -4,6 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::wait_for;
 
 /// Runs `cmd`, and returns its stdout or a message with its stderr.
 pub fn run(cmd: &mut Command) -> Result<String, String> {
@@ -68,9 +71,27 @@ impl LoopDev {
     }
 }
 
+/// How long a detached loop device may keep its file: the kernel lets go
+/// of it only when the last opener (udev's probe, say) closes the device.
+const LOOP_RELEASE_LIMIT: Duration = Duration::from_secs(10);
+
+impl LoopDev {
+    /// Whether the kernel still holds the backing file.
+    fn bound(&self) -> bool {
+        let name = self.dev.file_name().unwrap_or_default();
+        Path::new("/sys/block")
+            .join(name)
+            .join("loop/backing_file")
+            .exists()
+    }
+}
+
 impl Drop for LoopDev {
     fn drop(&mut self) {
         let _ = run(Command::new("losetup").arg("-d").arg(&self.dev));
+        // Until it is released the file below (a FUSE disk file) is busy
+        // and its file system cannot be unmounted.
+        let _ = wait_for(LOOP_RELEASE_LIMIT, || (!self.bound()).then_some(()));
     }
 }
 
