@@ -3,6 +3,8 @@
 //! writes from many threads that share blocks all survive (the
 //! read-modify-write claims), fsync and the close of a written file are
 //! SYNCHRONIZE CACHE, and the ends of the disk behave like a block device.
+// FUSE and loop devices as used here are Linux's.
+#![cfg(target_os = "linux")]
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;

@@ -5,6 +5,8 @@
 //! byte goes FUSE -> emulator (sd) -> relay -> engine -> target, and what
 //! the programs check through iSCSI is checked again on the target's own
 //! backing file.
+// FUSE and loop devices as used here are Linux's.
+#![cfg(target_os = "linux")]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,11 +1,4 @@
-//! iscsi-fuse: the iSCSI disks iscsid attaches, as files, for any program.
-//!
-//! The emulated kernel lives in the process that listens on the device
-//! socket, so this command is that process: it runs the vscsi emulator,
-//! starts `iscsid -n` on it, reloads an iscsi.conf with iscsictl, waits for
-//! the disks and mounts them with FUSE (see `regress::fusedisk`). It stays
-//! in the foreground until SIGINT, SIGTERM or SIGHUP, then unmounts and
-//! stops iscsid (and the target it started, if any).
+//! The command on Linux (see main.rs).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,7 +34,7 @@ example:
   mount -o loop /mnt/iscsi/t0l1 /mnt/fs
 ";
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
