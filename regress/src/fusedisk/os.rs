@@ -110,10 +110,11 @@ impl FsMount {
         })
     }
 
-    /// Unmounts now, reporting failure (drop only tries).
+    /// Unmounts now, reporting failure (after which drop still detaches it).
     pub fn unmount(mut self) -> Result<(), String> {
+        run(Command::new("umount").arg(&self.dir))?;
         self.mounted = false;
-        run(Command::new("umount").arg(&self.dir)).map(|_| ())
+        Ok(())
     }
 }
 
