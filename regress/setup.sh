@@ -1,12 +1,15 @@
 #!/bin/sh
 # Installs what the demo, the tests and CI need on a fresh Debian machine
 # (run as root): the real targets (tgt, istgt), libiscsi's tools for the
-# benchmark baseline, mandoc for the man pages, rust-src for the OpenBSD
-# type-check, and the unprivileged user iscsid runs as.
+# benchmark baseline, mandoc for the man pages, fio and e2fsprogs (and
+# util-linux's losetup and mount) for the workloads on the FUSE disk files,
+# rust-src for the OpenBSD type-check, and the unprivileged user iscsid
+# runs as. The FUSE layer mounts with mount(2) as root: no libfuse or
+# fusermount is needed, only the kernel's fuse and loop drivers.
 set -eu
 
 need_pkgs=""
-for p in tgt istgt libiscsi-bin mandoc iproute2 procps; do
+for p in tgt istgt libiscsi-bin mandoc iproute2 procps fio e2fsprogs util-linux mount; do
 	dpkg -s "$p" >/dev/null 2>&1 || need_pkgs="$need_pkgs $p"
 done
 if [ -n "$need_pkgs" ]; then
@@ -15,6 +18,13 @@ if [ -n "$need_pkgs" ]; then
 	apt-get update -qq
 	apt-get install -y -qq $need_pkgs >/dev/null
 fi
+
+# The drivers may be modules not loaded yet (CI images); a kernel with them
+# built in has the device nodes already.
+for m in fuse:/dev/fuse loop:/dev/loop-control; do
+	[ -e "${m#*:}" ] || modprobe "${m%%:*}" 2>/dev/null ||
+	    echo "setup: WARNING: no ${m#*:} (modprobe ${m%%:*} failed); the FUSE workload tests will fail" >&2
+done
 
 if command -v rustup >/dev/null 2>&1; then
 	rustup component list --installed 2>/dev/null | grep -q '^rust-src' ||

@@ -1,10 +1,13 @@
 //! The demo: tgtd on loopback with RAM disks, iscsid with the vscsi
 //! emulator in place of /dev/vscsi0, `iscsictl reload`, the disks the
 //! "kernel" attached, data written and read back and checked against the
-//! target's backing file, `iscsictl show`, then everything stopped.
+//! target's backing file, a file system on an iSCSI disk (the disk as a
+//! file through FUSE, mkfs.ext4, loop-mounted, a file written and read
+//! back after a remount, e2fsck), `iscsictl show`, then everything stopped.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use regress::emulator::Emulator;
@@ -26,7 +29,8 @@ fn run() -> Result<(), String> {
     println!("   portal 127.0.0.1:{}, target {IQN_DISK}", tgt.port);
     let dir = Scratch::new("demo");
     let dev = dir.join("vscsi0.sock");
-    let emu = Emulator::listen(&dev).map_err(|e| format!("emulator: {e}"))?;
+    // Shared: the FUSE file system below serves the disks from it too.
+    let emu = Arc::new(Emulator::listen(&dev).map_err(|e| format!("emulator: {e}"))?);
     println!(
         "== starting iscsid -d -n {} (vscsi emulator)",
         dev.display()
@@ -81,6 +85,12 @@ fn run() -> Result<(), String> {
         "   target's backing file {}: identical",
         tgt.disk_file(disk.lun).display()
     );
+    #[cfg(target_os = "linux")]
+    fs_demo::file_system(
+        &emu,
+        disks.iter().find(|d| d.lun == 2).unwrap_or(disk),
+        &dir,
+    )?;
     println!("== iscsictl show");
     print!("{}", ctl.ok(&["show"]));
     println!("== iscsictl show summary");
@@ -92,4 +102,95 @@ fn run() -> Result<(), String> {
     drop(tgt);
     println!("== demo done");
     Ok(())
+}
+
+/// The file system part: FUSE and loop devices as used here are Linux's.
+#[cfg(target_os = "linux")]
+mod fs_demo {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use regress::emulator::{DiskInfo, Emulator};
+    use regress::fusedisk::{e2fsck, mkfs_ext4, FsMount, FuseMount, LoopDev};
+    use regress::harness::Scratch;
+
+    /// What the demo writes on the file system.
+    const FS_FILE: &str = "hello.txt";
+    const FS_BIG_FILE: &str = "random.bin";
+    const FS_BIG_LEN: usize = 4 << 20;
+
+    /// A file system on `disk`: its file through FUSE, mkfs.ext4, e2fsck, a
+    /// loop device, mount, files written, unmount, mount again, read back,
+    /// unmount, e2fsck. The guards undo every step, also when one fails.
+    pub fn file_system(emu: &Arc<Emulator>, disk: &DiskInfo, dir: &Scratch) -> Result<(), String> {
+        let at = dir.join("disks");
+        let mnt = dir.join("mnt");
+        for d in [&at, &mnt] {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        let fuse = FuseMount::mount(Arc::clone(emu), &at).map_err(|e| format!("FUSE: {e}"))?;
+        let file = fuse.file(disk);
+        println!(
+        "== file system on {}: its file {} (FUSE; every read and write is an sd(4) command over iSCSI)",
+        disk.name,
+        file.display()
+    );
+        println!("   mkfs.ext4 {}", file.display());
+        mkfs_ext4(&file)?;
+        fsck(&file)?;
+        let text = format!("written on {} through iscsid\n", disk.name);
+        let mut big = vec![0u8; FS_BIG_LEN];
+        getrandom::getrandom(&mut big).map_err(|e| e.to_string())?;
+        {
+            let lo = LoopDev::attach(&file, true)?;
+            println!(
+                "   losetup: {} on the disk file; mount -t ext4 {} {}",
+                lo.dev.display(),
+                lo.dev.display(),
+                mnt.display()
+            );
+            let m = FsMount::mount(&lo.dev, &mnt, "ext4")?;
+            std::fs::write(mnt.join(FS_FILE), &text).map_err(|e| e.to_string())?;
+            std::fs::write(mnt.join(FS_BIG_FILE), &big).map_err(|e| e.to_string())?;
+            println!(
+                "   wrote {FS_FILE} and {FS_BIG_FILE} ({} MiB of random data); umount",
+                FS_BIG_LEN >> 20
+            );
+            m.unmount()?;
+        }
+        {
+            let lo = LoopDev::attach(&file, true)?;
+            let m = FsMount::mount(&lo.dev, &mnt, "ext4")?;
+            let t = std::fs::read_to_string(mnt.join(FS_FILE)).map_err(|e| e.to_string())?;
+            let b = std::fs::read(mnt.join(FS_BIG_FILE)).map_err(|e| e.to_string())?;
+            if t != text || b != big {
+                return Err("files read back after the remount differ".into());
+            }
+            println!(
+                "   mounted again: {FS_FILE} says {:?}, {FS_BIG_FILE} identical",
+                t.trim_end()
+            );
+            m.unmount()?;
+        }
+        fsck(&file)?;
+        let s = fuse.stats();
+        println!(
+        "   through FUSE: {} reads ({} KiB), {} writes ({} KiB), {} SYNCHRONIZE CACHE, at most {} at once",
+        s.reads,
+        s.bytes_read >> 10,
+        s.writes,
+        s.bytes_written >> 10,
+        s.syncs,
+        s.peak_concurrent
+    );
+        fuse.unmount().map_err(|e| format!("FUSE unmount: {e}"))?;
+        println!("   loop device detached, FUSE unmounted");
+        Ok(())
+    }
+
+    fn fsck(file: &Path) -> Result<(), String> {
+        let out = e2fsck(file)?;
+        println!("   e2fsck -fn: {}", out.lines().last().unwrap_or("").trim());
+        Ok(())
+    }
 }
