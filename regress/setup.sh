@@ -3,13 +3,14 @@
 # (run as root): the real targets (tgt, istgt), libiscsi's tools for the
 # benchmark baseline, mandoc for the man pages, fio and e2fsprogs (and
 # util-linux's losetup and mount) for the workloads on the FUSE disk files,
-# rust-src for the OpenBSD type-check, and the unprivileged user iscsid
+# bmake for the Makefile.bsd test, rust-src for the OpenBSD type-check,
+# and the unprivileged user iscsid
 # runs as. The FUSE layer mounts with mount(2) as root: no libfuse or
 # fusermount is needed, only the kernel's fuse and loop drivers.
 set -eu
 
 need_pkgs=""
-for p in tgt istgt libiscsi-bin mandoc iproute2 procps fio e2fsprogs util-linux mount; do
+for p in tgt istgt libiscsi-bin mandoc iproute2 procps fio e2fsprogs util-linux mount bmake; do
 	dpkg -s "$p" >/dev/null 2>&1 || need_pkgs="$need_pkgs $p"
 done
 if [ -n "$need_pkgs" ]; then
