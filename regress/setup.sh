@@ -4,9 +4,9 @@
 # benchmark baseline, mandoc for the man pages, fio and e2fsprogs (and
 # util-linux's losetup and mount) for the workloads on the FUSE disk files,
 # bmake for the Makefile.bsd test, rust-src for the OpenBSD type-check,
-# and the unprivileged user iscsid
-# runs as. The FUSE layer mounts with mount(2) as root: no libfuse or
-# fusermount is needed, only the kernel's fuse and loop drivers.
+# and the unprivileged user iscsid runs as. The FUSE layer mounts with
+# mount(2) as root: no libfuse or fusermount is needed, only the kernel's
+# fuse and loop drivers.
 set -eu
 
 need_pkgs=""
