@@ -138,12 +138,21 @@ impl Writer {
         self.write_queued(&[hdr, data])
     }
 
-    /// Runs as the one busy writer until the queue is empty.
+    /// Runs as the one busy writer until the queue is empty. The queue is
+    /// looked at again under the lock that gives up `busy`: a frame queued
+    /// after the last write (its sender saw `busy` and left it to us)
+    /// would otherwise wait until some other frame came along.
     fn flush(&self, extra: &[&[u8]]) -> io::Result<()> {
-        let res = self.write_queued(extra);
-        let mut st = lock(&self.st);
-        st.busy = false;
-        drop(st);
+        let mut extra = extra;
+        let res = loop {
+            let res = self.write_queued(extra);
+            extra = &[];
+            let mut st = lock(&self.st);
+            if res.is_err() || st.queued.is_empty() {
+                st.busy = false;
+                break res;
+            }
+        };
         self.idle.notify_all();
         res
     }
