@@ -19,6 +19,8 @@ pub enum DiscoverError {
     Busy,
     /// No portal to ask.
     NoPortal,
+    /// The initiator name is not an iSCSI name.
+    BadInitiatorName(names::NameError),
 }
 
 impl fmt::Display for DiscoverError {
@@ -26,6 +28,7 @@ impl fmt::Display for DiscoverError {
         match self {
             DiscoverError::Busy => write!(f, "a discovery of this portal is already running"),
             DiscoverError::NoPortal => write!(f, "no portal to discover"),
+            DiscoverError::BadInitiatorName(e) => write!(f, "initiatorname: {e}"),
         }
     }
 }
@@ -42,6 +45,10 @@ impl Initiator {
         now: Instant,
     ) -> Result<(), DiscoverError> {
         let portal = cfg.portal.ok_or(DiscoverError::NoPortal)?;
+        // It came over the control socket: checked again here.
+        if let Some(n) = &cfg.initiatorname {
+            names::check(n).map_err(DiscoverError::BadInitiatorName)?;
+        }
         cfg.name = format!("discover {portal}");
         cfg.kind = SessionKind::Discovery;
         cfg.disabled = false;

@@ -1391,3 +1391,23 @@ fn statistics_count_what_happened() {
         "when the next login is due: {s:?}"
     );
 }
+
+/// Names from the control socket are checked again, whatever iscsictl did.
+#[test]
+fn names_from_the_control_socket_are_checked() {
+    let mut r = Rig::new(1);
+    let mut b = block("disk", addr(P));
+    b.targetname = Some("iqn.2026-12.org.example:\u{1b}disk".into());
+    assert!(r.init.reload(config(vec![b]), r.now).is_err());
+    let mut b = block("", addr(P));
+    b.targetname = Some(TARGET.into());
+    assert!(r.init.reload(config(vec![b]), r.now).is_err());
+    assert!(r.status().is_empty(), "nothing was started");
+    let mut d =
+        super::TargetConfig::new("d", crate::negotiate::SessionKind::Discovery, Some(addr(P)));
+    d.initiatorname = Some("iqn.2026-12.org.example:\u{7}".into());
+    assert!(matches!(
+        r.init.discover(super::ClientId(1), d, r.now),
+        Err(super::DiscoverError::BadInitiatorName(_))
+    ));
+}
