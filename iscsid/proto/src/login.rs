@@ -345,21 +345,7 @@ impl Login {
         let data = self.tx_chunks.pop_front().unwrap_or_default();
         let more = !self.tx_chunks.is_empty();
         let (transit, nsg) = if more { (false, 0) } else { self.tx_transit };
-        LoginReq {
-            transit,
-            cont: more,
-            csg: self.csg,
-            nsg: if transit { nsg } else { 0 },
-            version_max: 0,
-            version_min: 0,
-            isid: self.cfg.isid,
-            tsih: self.cfg.tsih,
-            itt: self.cfg.itt,
-            cid: self.cfg.cid,
-            cmdsn: self.cfg.cmdsn,
-            expstatsn: self.expstatsn,
-            data,
-        }
+        self.request(transit, more, if transit { nsg } else { 0 }, data)
     }
 
     pub fn on_response(&mut self, rsp: LoginRsp) -> Result<Step, LoginError> {
@@ -422,11 +408,16 @@ impl Login {
     }
 
     fn empty_request(&self) -> LoginReq {
+        self.request(false, false, 0, Vec::new())
+    }
+
+    /// A Login Request of this login's stage and identity.
+    fn request(&self, transit: bool, cont: bool, nsg: u8, data: Vec<u8>) -> LoginReq {
         LoginReq {
-            transit: false,
-            cont: false,
+            transit,
+            cont,
             csg: self.csg,
-            nsg: 0,
+            nsg,
             version_max: 0,
             version_min: 0,
             isid: self.cfg.isid,
@@ -435,7 +426,7 @@ impl Login {
             cid: self.cfg.cid,
             cmdsn: self.cfg.cmdsn,
             expstatsn: self.expstatsn,
-            data: Vec::new(),
+            data,
         }
     }
 
