@@ -4,7 +4,6 @@
 //! relay side by hand.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,11 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use iscsid::vscsi::emu::EmuDev;
+use iscsid::vscsi::emu::{self, EmuDev, OpenError};
 use iscsid::vscsi::{DevError, Device, Dir, I2t, Status};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use regress::emulator::scsi::{self, fixed_sense};
 use regress::emulator::{DiskInfo, EmuConfig, EmuError, Emulator};
+use regress::harness::{bin, Daemon, Scratch};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -28,8 +28,7 @@ fn sock_path(name: &str) -> PathBuf {
 }
 
 fn connect(emu: &Emulator) -> EmuDev {
-    let s = UnixStream::connect(emu.path()).unwrap();
-    let dev = EmuDev::new(OwnedFd::from(s)).unwrap();
+    let dev = EmuDev::new(emu::open(emu.path()).unwrap()).unwrap();
     emu.wait_connected(T).unwrap();
     dev
 }
@@ -948,14 +947,12 @@ fn closing_the_relay_resets_commands_and_detaches() {
 fn the_device_is_opened_exclusively() {
     let emu = Emulator::listen(&sock_path("excl")).unwrap();
     let mut dev = connect(&emu);
-    let mut second = UnixStream::connect(emu.path()).unwrap();
-    second
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut b = [0u8; 1];
-    use std::io::Read;
-    assert_eq!(second.read(&mut b).unwrap(), 0, "second open not refused");
-    wait_until("refusal counted", || emu.stats().refused == 1);
+    // Refused at once, as vscsiopen's EBUSY: well within the open's limit.
+    let t0 = Instant::now();
+    let second = emu::open(emu.path());
+    assert!(matches!(second, Err(OpenError::Busy)), "{second:?}");
+    assert!(t0.elapsed() < emu::OPEN_TIMEOUT / 2);
+    assert_eq!(emu.stats().refused, 1);
     assert!(emu.connected());
     thread::scope(|s| {
         let h = s.spawn(|| emu.command(0, 0, &[0], Dir::None, 0, &[], T));
@@ -1007,4 +1004,33 @@ fn wait_disks_times_out() {
     assert!(matches!(r, Err(EmuError::Timeout)));
     assert!(t0.elapsed() >= Duration::from_millis(45));
     assert!(Path::new(emu.path()).exists());
+}
+
+/// vscsiopen refuses a second open with EBUSY, so a second iscsid fails
+/// before it daemonizes, saying why, and the first keeps the device.
+#[test]
+fn a_second_iscsid_fails_before_daemonizing() {
+    let dir = Scratch::new("busy");
+    let dev = dir.join("vscsi0.sock");
+    let emu = Emulator::listen(&dev).unwrap();
+    let mut first = Daemon::start(&dev);
+    emu.wait_connected(T).unwrap();
+    // Not -d: past the device it would daemonize and exit 0.
+    let out = std::process::Command::new(bin("iscsid"))
+        .arg("-n")
+        .arg(&dev)
+        .arg("-s")
+        .arg(dir.join("second.sock"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run a second iscsid");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}: device busy", dev.display())),
+        "{err}"
+    );
+    assert!(!dir.join("second.sock").exists(), "control socket made");
+    assert_eq!(emu.stats().refused, 1);
+    assert!(first.running() && emu.connected());
 }

@@ -34,21 +34,91 @@
 //! are queued).
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice};
+use std::fmt;
+use std::io::{self, IoSlice, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{sendmsg, MsgFlags, UnixAddr};
 
-use super::emuproto::{self, data_header, Decoder, Msg, MsgType, WriteErrno, MAX_DATA};
+use super::emuproto::{self, data_header, Decoder, Msg, MsgType, OpenResult, WriteErrno, MAX_DATA};
 use super::{DevError, Device, Dir, I2t, Status, SENSE_LEN};
 
 /// How long a DATA_WRITE answer or a blocked write may take before the
 /// emulator is taken for dead.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the emulator may take to say whether an open succeeded.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the emulator device could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// EBUSY: the device is open already (another iscsid has it).
+    Busy,
+    /// The emulator closed the connection, or did not answer in time.
+    NoAnswer,
+    /// The first byte is no `OpenResult`.
+    BadAnswer(u8),
+    Io(io::Error),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Busy => f.write_str("device busy (open in another iscsid)"),
+            OpenError::NoAnswer => f.write_str("the emulator did not answer the open"),
+            OpenError::BadAnswer(b) => write!(f, "bad answer {b} from the emulator"),
+            OpenError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Opens the emulated device at `path`, as `open(2)` opens /dev/vscsi0:
+/// it fails at once when the device is busy.
+pub fn open(path: &Path) -> Result<OwnedFd, OpenError> {
+    let s = UnixStream::connect(path).map_err(OpenError::Io)?;
+    opened(&s, OPEN_TIMEOUT)?;
+    Ok(s.into())
+}
+
+/// Reads the emulator's answer to a connection (`OpenResult`), which comes
+/// before any frame.
+pub fn opened(s: &UnixStream, timeout: Duration) -> Result<(), OpenError> {
+    s.set_read_timeout(Some(timeout)).map_err(OpenError::Io)?;
+    let mut b = [0u8; 1];
+    let r = loop {
+        match (&*s).read(&mut b) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => break r,
+        }
+    };
+    s.set_read_timeout(None).map_err(OpenError::Io)?;
+    match r {
+        Ok(0) => Err(OpenError::NoAnswer),
+        Ok(_) => match OpenResult::from_raw(b[0]) {
+            Some(OpenResult::Opened) => Ok(()),
+            Some(OpenResult::Busy) => Err(OpenError::Busy),
+            None => Err(OpenError::BadAnswer(b[0])),
+        },
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(OpenError::NoAnswer)
+        }
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Err(OpenError::NoAnswer),
+        Err(e) => Err(OpenError::Io(e)),
+    }
+}
 
 /// Batched frames past this many bytes are written without waiting for
 /// `flush`, so a long batch neither hoards memory nor starves the emulator.

@@ -15,9 +15,15 @@
 //! | 7 PROBE | relay→emu | target i32, lun i32 |
 //! | 8 DETACH | relay→emu | target i32, lun i32 |
 //!
+//! Before any frame, the emulator writes one byte on every connection: the
+//! result of the open (`OpenResult`). vscsiopen fails with EBUSY while the
+//! device is open, so a second relay learns at once that it is refused.
+//!
 //! DATA_WRITE is the only request with a reply, as `VSCSI_DATA_WRITE` is the
-//! only ioctl whose result userland must see before going on. The errors of
-//! the fire-and-forget messages are the emulator's to record.
+//! only ioctl whose result userland must see before going on. The other
+//! messages are fire-and-forget: the relay's end works out their errno as
+//! the kernel would (it knows every command it took), and the emulator
+//! records what it refuses.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -65,6 +71,26 @@ impl WriteErrno {
             1 => Some(WriteErrno::Fault),
             2 => Some(WriteErrno::NoMem),
             3 => Some(WriteErrno::Inval),
+            _ => None,
+        }
+    }
+}
+
+/// The byte the emulator writes first on a connection: how `vscsiopen`
+/// ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OpenResult {
+    Opened = 0,
+    /// EBUSY: another relay has the device open.
+    Busy = 1,
+}
+
+impl OpenResult {
+    pub fn from_raw(v: u8) -> Option<OpenResult> {
+        match v {
+            0 => Some(OpenResult::Opened),
+            1 => Some(OpenResult::Busy),
             _ => None,
         }
     }

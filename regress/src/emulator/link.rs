@@ -3,7 +3,7 @@
 //! what `vscsiclose` does when the relay goes away.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write};
 use std::net::Shutdown;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use iscsid::vscsi::emuproto::{
-    self, data_header, Decoder, Msg, MsgType, ProtoError, WriteErrno, MAX_DATA,
+    self, data_header, Decoder, Msg, MsgType, OpenResult, ProtoError, WriteErrno, MAX_DATA,
 };
 use iscsid::vscsi::{Dir, I2t, Status, CDB_MAX, SENSE_LEN};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -408,14 +408,18 @@ fn reader(sh: Arc<Shared>, conn: Arc<Conn>, mut rd: UnixStream) {
     conn.close(&sh);
 }
 
-/// Takes a new connection unless the device is already open (EBUSY).
-fn open(sh: &Arc<Shared>, s: UnixStream) -> io::Result<()> {
-    if sh.current().is_some() {
-        sh.ctr.refused.fetch_add(1, Ordering::Relaxed);
-        return Ok(());
-    }
+/// Takes a new connection unless the device is already open: vscsiopen
+/// fails with EBUSY unless the device is CLOSED, and the opener hears so
+/// at once (the first byte, before any frame).
+fn open(sh: &Arc<Shared>, mut s: UnixStream) -> io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_write_timeout(Some(WRITE_STALL))?;
+    if sh.current().is_some() {
+        sh.ctr.refused.fetch_add(1, Ordering::Relaxed);
+        // Dropping the stream closes it after the answer.
+        return s.write_all(&[OpenResult::Busy as u8]);
+    }
+    s.write_all(&[OpenResult::Opened as u8])?;
     let rd = s.try_clone()?;
     let wr = s.try_clone()?;
     let (tx, rx) = mpsc::channel();
@@ -488,6 +492,7 @@ mod tests {
         }));
         let (a, b) = UnixStream::pair().unwrap();
         open(&sh, a).unwrap();
+        iscsid::vscsi::emu::opened(&b, Duration::from_secs(5)).unwrap();
         let conn = sh.current().unwrap();
         (sh, conn, EmuDev::new(OwnedFd::from(b)).unwrap())
     }
