@@ -25,10 +25,21 @@ pub(crate) fn run(sh: Arc<Shared>, conn: Arc<Conn>, rx: Receiver<Task>) {
         if conn.is_alive() {
             match t {
                 Task::Probe { target, lun } => probe(&sh, &conn, target, lun),
-                Task::Detach { target, lun } => sh.detach(target, lun),
+                Task::Detach { target, lun } => detach(&sh, &conn, target, lun),
             }
         }
         sh.task_done();
+    }
+}
+
+/// `scsi_detach(bus, target, lun, DETACH_FORCE)`: link by link, each first
+/// shut down (its commands waited for), then gone. Tasks queued behind it
+/// wait meanwhile, as on the kernel's one `systq` thread.
+fn detach(sh: &Shared, conn: &Conn, target: i32, lun: i32) {
+    let links = sh.topo().links_matching(target, lun);
+    for (t, l) in links {
+        conn.shut_link((t, l));
+        sh.detach(t, l);
     }
 }
 
@@ -162,15 +173,20 @@ fn probe_link(
     if dumbscan && lun != 0 && sh.link_inquiry(target, 0).as_deref() == Some(&raw[..]) {
         return Ok(Found::Alias);
     }
+    // "If the device can't use tags, >1 opening may confuse it": the link
+    // made with the bus's openings keeps one (scsi_probe_link).
+    let openings = if inq.tagged() { sh.cfg.openings } else { 1 };
+    conn.set_openings(target, lun, openings);
     tur(sh, conn, target, lun)?;
     if inq.qualifier == 0 && inq.device_type == T_DIRECT {
-        attach_disk(sh, conn, target, lun, raw, &inq)?;
+        attach_disk(sh, conn, target, lun, raw, &inq, openings)?;
     } else {
-        sh.attach_device(conn, target, lun, raw, &inq);
+        sh.attach_device(conn, target, lun, raw, &inq, openings);
     }
     Ok(Found::Attached)
 }
 
+#[allow(clippy::too_many_arguments)]
 /// sd(4)'s attach: READ CAPACITY(10), and (16) when (10) saturates. A disk
 /// that will not tell its size still attaches, with no blocks ("drive
 /// offline").
@@ -181,6 +197,7 @@ fn attach_disk(
     lun: u32,
     raw: Vec<u8>,
     inq: &Inquiry,
+    openings: usize,
 ) -> Result<(), EmuError> {
     let mut geom = (0, 0);
     let rc = keep_going(cmd(sh, conn, target, lun, &scsi::read_capacity_10(), 8))?;
@@ -202,6 +219,6 @@ fn attach_disk(
             geom = (bs, u64::from(last) + 1);
         }
     }
-    sh.attach_disk(conn, target, lun, raw, inq, geom.0, geom.1);
+    sh.attach_disk(conn, target, lun, raw, inq, openings, geom.0, geom.1);
     Ok(())
 }

@@ -33,6 +33,10 @@ pub const T_NODEVICE: u8 = 0x1f;
 
 /// INQUIRY standard data up to the revision field.
 pub const INQUIRY_LEN: usize = 36;
+/// INQUIRY byte 7: command queueing (tags) supported.
+pub const SID_CMDQUE: u8 = 0x02;
+/// `SCSI_REV_2`: below it (SCSI-1 and older) the midlayer never tags.
+const SCSI_REV_2: u8 = 2;
 /// `struct scsi_report_luns_data`: 8-byte header and 256 entries.
 pub const REPORT_LUNS_LEN: u32 = 8 + 256 * 8;
 /// READ CAPACITY(16) parameter data length sd(4) asks for.
@@ -156,6 +160,8 @@ pub struct Inquiry {
     pub removable: bool,
     /// `SID_ANSII_REV`: 3 is SPC, 4..=7 SPC-2..SPC-5.
     pub version: u8,
+    /// `SID_CmdQue`: the LUN takes tagged (queued) commands.
+    pub cmdque: bool,
     pub vendor: String,
     pub product: String,
     pub revision: String,
@@ -204,10 +210,21 @@ pub fn parse_inquiry(d: &[u8]) -> Option<Inquiry> {
         device_type: hdr[0] & 0x1f,
         removable: hdr[1] & 0x80 != 0,
         version: hdr[2] & 0x07,
+        // Bytes the target did not send are zero (the kernel's buffer is).
+        cmdque: d[..valid].get(7).is_some_and(|f| f & SID_CMDQUE != 0),
         vendor: field(8..16),
         product: field(16..32),
         revision: field(32..36),
     })
+}
+
+impl Inquiry {
+    /// Whether scsi_probe_link leaves SDEV_NOTAGS clear (scsiconf.c 1.255):
+    /// SCSI-1 and older never get tags, later revisions only with
+    /// `SID_CmdQue`. Without tags the link gets one opening.
+    pub fn tagged(&self) -> bool {
+        self.version >= SCSI_REV_2 && self.cmdque
+    }
 }
 
 /// READ CAPACITY(10): (last LBA, block length).
@@ -380,6 +397,7 @@ mod tests {
                 device_type: 0,
                 removable: true,
                 version: 6,
+                cmdque: true,
                 vendor: "IET".into(),
                 product: "VIRTUAL-DISK".into(),
                 revision: "0001".into(),
