@@ -16,7 +16,7 @@ use iscsid::vscsi::emu::{self, EmuDev, OpenError};
 use iscsid::vscsi::{DevError, Device, Dir, I2t, Status};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use regress::emulator::scsi::{self, fixed_sense};
-use regress::emulator::{DiskInfo, EmuConfig, EmuError, Emulator};
+use regress::emulator::{DiskInfo, EmuConfig, EmuError, Emulator, VSCSI_OPENINGS};
 use regress::harness::{bin, Daemon, Scratch};
 
 const T: Duration = Duration::from_secs(10);
@@ -99,6 +99,10 @@ struct TargetSpec {
     /// Answers every LUN as LUN 0, like devices that ignore the LUN.
     alias: bool,
     ua_at_start: bool,
+    /// INQUIRY's CmdQue bit: without it the kernel gives the LUN one opening.
+    cmdque: bool,
+    /// REPORT LUNS entries as sent, when not the plain list of `luns`.
+    raw_report: Option<Vec<[u8; 8]>>,
     luns: Vec<(u32, Kind)>,
 }
 
@@ -108,6 +112,8 @@ fn spc3(luns: Vec<(u32, Kind)>) -> TargetSpec {
         report_luns: true,
         alias: false,
         ua_at_start: false,
+        cmdque: true,
+        raw_report: None,
         luns,
     }
 }
@@ -176,13 +182,14 @@ struct Sim {
     seen: Arc<Mutex<Seen>>,
 }
 
-fn inquiry_data(kind: Option<&Kind>, version: u8, lun: u32) -> Vec<u8> {
+fn inquiry_data(kind: Option<&Kind>, version: u8, cmdque: bool, lun: u32) -> Vec<u8> {
     let dev = match kind {
         Some(Kind::Disk { .. }) => scsi::T_DIRECT,
         Some(Kind::Controller) => scsi::T_STORARRAY,
         None => 0x7f,
     };
-    let mut d = vec![dev, 0, version, 2, 31, 0, 0, 0x02];
+    let flags = if cmdque { scsi::SID_CMDQUE } else { 0 };
+    let mut d = vec![dev, 0, version, 2, 31, 0, 0, flags];
     d.extend_from_slice(b"EMUTEST ");
     d.extend_from_slice(format!("{:<16}", format!("LUN{lun}")).as_bytes());
     d.extend_from_slice(b"0001");
@@ -209,11 +216,24 @@ impl Sim {
             .find(|(l, _)| *l == lun)
             .map(|(_, k)| k.clone());
         let mut r = match op {
-            scsi::INQUIRY => good(inquiry_data(kind.as_ref(), t.spec.version, lun)),
-            scsi::REPORT_LUNS if t.spec.report_luns => {
-                let luns: Vec<u8> = t.spec.luns.iter().map(|(l, _)| *l as u8).collect();
-                good(scsi::report_luns_data(&luns))
-            }
+            scsi::INQUIRY => good(inquiry_data(
+                kind.as_ref(),
+                t.spec.version,
+                t.spec.cmdque,
+                lun,
+            )),
+            scsi::REPORT_LUNS if t.spec.report_luns => match &t.spec.raw_report {
+                Some(entries) => {
+                    let mut d = ((entries.len() * 8) as u32).to_be_bytes().to_vec();
+                    d.extend_from_slice(&[0; 4]);
+                    d.extend(entries.iter().flatten());
+                    good(d)
+                }
+                None => {
+                    let luns: Vec<u8> = t.spec.luns.iter().map(|(l, _)| *l as u8).collect();
+                    good(scsi::report_luns_data(&luns))
+                }
+            },
             _ if t.ua.remove(&lun) && kind.is_some() => check(scsi::SKEY_UNIT_ATTENTION, 0x29, 0),
             _ => Self::exec_lun(t, lun, kind, cdb, wdata, &self.seen),
         };
@@ -1048,4 +1068,123 @@ fn a_second_iscsid_fails_before_daemonizing() {
     assert!(!dir.join("second.sock").exists(), "control socket made");
     assert_eq!(emu.stats().refused, 1);
     assert!(first.running() && emu.connected());
+}
+
+/// vscsi gives each link 16 openings (saa_openings), and scsi_probe_link
+/// cuts a LUN without CmdQue to 1: commands beyond wait for an opening,
+/// and never more are outstanding to the relay.
+#[test]
+fn openings_are_the_kernels_and_one_without_cmdque() {
+    let emu = Emulator::listen(&sock_path("cmdque")).unwrap();
+    let untagged = TargetSpec {
+        cmdque: false,
+        ..spc3(vec![(0, disk(512, 64))])
+    };
+    let r = Responder::start(
+        &emu,
+        vec![(0, spc3(vec![(0, disk(512, 64))])), (1, untagged)],
+    );
+    r.send(Ctl::Probe(0, -1));
+    r.send(Ctl::Probe(1, -1));
+    r.wait_tasks(&emu);
+    let disks = emu.disks();
+    let (tagged, one) = (&disks[0], &disks[1]);
+    assert_eq!((tagged.target, tagged.openings), (0, VSCSI_OPENINGS));
+    assert_eq!((one.target, one.openings), (1, 1));
+    r.apply(Ctl::Hold(true));
+    let emu = &emu;
+    thread::scope(|s| {
+        let hs: Vec<_> = (0..VSCSI_OPENINGS as u64 + 4)
+            .map(|i| (tagged, i))
+            .chain((0..3).map(|i| (one, i)))
+            .map(|(d, i)| s.spawn(move || emu.read(d, i, 1)))
+            .collect();
+        // Every opening taken; the rest wait in the emulator.
+        wait_until("openings full", || {
+            emu.stats().in_flight == VSCSI_OPENINGS as u64 + 1
+        });
+        r.apply(Ctl::Hold(false));
+        for h in hs {
+            assert_eq!(h.join().unwrap().unwrap(), vec![0; 512]);
+        }
+    });
+    assert_eq!(emu.peak_outstanding(0, 0), VSCSI_OPENINGS);
+    assert_eq!(emu.peak_outstanding(1, 0), 1);
+}
+
+/// scsi_get_target_luns (scsiconf.c 1.255) takes only entries whose first
+/// byte is 0 (peripheral addressing, bus 0) and their second byte as the
+/// LUN: flat space and LUNs past 255 are never probed, the levels past the
+/// first are ignored, and LUN 0 is there whether reported or not.
+#[test]
+fn report_luns_entries_the_kernel_probes() {
+    let emu = Emulator::listen(&sock_path("rluns")).unwrap();
+    let luns = vec![
+        (0, disk(512, 8)),
+        (3, disk(512, 8)),
+        (5, disk(512, 8)),
+        (6, disk(512, 8)),
+    ];
+    let spec = TargetSpec {
+        raw_report: Some(vec![
+            // Flat space LUN 3 and LUN 300: skipped.
+            [0x40, 3, 0, 0, 0, 0, 0, 0],
+            [0x41, 0x2c, 0, 0, 0, 0, 0, 0],
+            // Peripheral, bus 1: skipped.
+            [0x01, 5, 0, 0, 0, 0, 0, 0],
+            // Peripheral LUN 5; and LUN 6 with a second level, taken as 6.
+            [0, 5, 0, 0, 0, 0, 0, 0],
+            [0, 6, 0x40, 1, 0, 0, 0, 0],
+        ]),
+        ..spc3(luns)
+    };
+    let r = Responder::start(&emu, vec![(0, spec)]);
+    let got: Vec<u32> = probe_and_wait(&emu, &r, 0, 3)
+        .iter()
+        .map(|d| d.lun)
+        .collect();
+    assert_eq!(got, [0, 5, 6]);
+    // INQUIRY went to LUN 0 and the two reported LUNs only.
+    let seen = r.seen();
+    let asked: HashSet<u32> = seen
+        .cmds
+        .iter()
+        .filter(|c| c.2 == scsi::INQUIRY)
+        .map(|c| c.1)
+        .collect();
+    assert_eq!(asked, HashSet::from([0, 5, 6]));
+}
+
+/// scsi_detach_link first waits, in scsi_link_shutdown, for every command
+/// of the link, on the one systq thread: a REQDETACH while the relay has
+/// a command of the link is recorded, and it and the tasks queued behind
+/// it finish only once the command completes.
+#[test]
+fn detach_waits_for_the_links_commands_and_is_recorded() {
+    let emu = Emulator::listen(&sock_path("busydetach")).unwrap();
+    let spec = spc3(vec![(0, disk(512, 8)), (1, disk(512, 8))]);
+    let r = Responder::start(&emu, vec![(0, spec)]);
+    let d = probe_and_wait(&emu, &r, 0, 2);
+    assert!(emu.detach_violations().is_empty());
+    r.apply(Ctl::Hold(true));
+    thread::scope(|s| {
+        let h = s.spawn(|| emu.read(&d[1], 3, 1));
+        wait_until("read taken", || emu.stats().in_flight == 1);
+        // Taken by the relay: the responder lists it in the DETACH.
+        r.apply(Ctl::Detach(0, 1));
+        r.send(Ctl::Detach(0, 0));
+        wait_until("violation", || !emu.detach_violations().is_empty());
+        let v = emu.detach_violations();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!((v[0].target, v[0].lun, v[0].link), (0, 1, (0, 1)));
+        assert_eq!(v[0].outstanding.len(), 1);
+        // The detach sleeps on the command, and LUN 0's waits behind it.
+        assert_eq!(emu.disks().len(), 2);
+        r.apply(Ctl::Hold(false));
+        assert_eq!(h.join().unwrap().unwrap(), vec![0; 512]);
+    });
+    emu.wait_disks(|d| d.is_empty(), T).unwrap();
+    r.wait_tasks(&emu);
+    // LUN 0's detach named no busy link.
+    assert_eq!(emu.detach_violations().len(), 1);
 }
