@@ -1188,3 +1188,93 @@ fn detach_waits_for_the_links_commands_and_is_recorded() {
     // LUN 0's detach named no busy link.
     assert_eq!(emu.detach_violations().len(), 1);
 }
+
+/// The relay between the emulator and a hand-played engine: read data the
+/// kernel refuses fails that command with ERR (XS_DRIVER_STUFFUP), as on
+/// OpenBSD where VSCSI_DATA_READ returns the errno and the relay completes
+/// the command with VSCSI_STAT_ERR; a completion for a tag the kernel does
+/// not know (EFAULT) is logged and dropped. The relay lives on.
+#[test]
+fn the_relay_fails_commands_whose_data_the_kernel_refuses() {
+    use common::imsg::ImsgBuf;
+    use iscsid::procmsg::{self, Cmd, Done};
+    let emu = Emulator::listen(&sock_path("relayerr")).unwrap();
+    let fd = emu::open(emu.path()).unwrap();
+    let (engine, theirs) = UnixStream::pair().unwrap();
+    let (_parent, parents) = UnixStream::pair().unwrap();
+    let relay = thread::spawn(move || {
+        // As the relay process picks its device.
+        let dev = iscsid::vscsi::from_fd(fd).unwrap();
+        iscsid::relay::Relay::new(dev, theirs.into(), ImsgBuf::new(parents.into()))
+            .and_then(|mut r| r.run())
+    });
+    let mut eng = ImsgBuf::new(engine.into());
+    let eng = &mut eng;
+    let emu = &emu;
+    // Completes `tag` with `data`.
+    let done = |eng: &mut ImsgBuf, tag: u32, data: &[u8]| {
+        let t = Done::trailer(tag, Status::Done, &[]);
+        eng.compose_parts(procmsg::DONE, 0, 0, &[data, &t], None)
+            .unwrap();
+        eng.write_all().unwrap();
+    };
+    // The next command's tag.
+    let next = |eng: &mut ImsgBuf| {
+        let m = eng.recv_blocking().unwrap().expect("a command");
+        assert_eq!(m.kind, procmsg::CMD);
+        Cmd::decode(m.data).unwrap().i2t.tag
+    };
+    let read10 = scsi::read_10(0, 1);
+    let write10 = scsi::write_10(0, 1);
+    let cases: [(&[u8], Dir, &[u8]); 3] = [
+        // ENOMEM: 9 bytes for an 8-byte read.
+        (&read10, Dir::Read, &[1; 9]),
+        // Read data for a write: the relay fetched all its write data, so
+        // vscsi_data's ENOMEM check (before the direction's) refuses it.
+        (&write10, Dir::Write, &[2; 4]),
+        // Fine: the relay is still there.
+        (&read10, Dir::Read, &[3; 8]),
+    ];
+    let stray = thread::scope(|s| {
+        let mut stray = 0;
+        for (i, (cdb, dir, data)) in cases.into_iter().enumerate() {
+            let out = vec![7u8; 8];
+            let h = s.spawn(move || emu.command(0, 0, cdb, dir, 8, &out, T));
+            let tag = next(eng);
+            done(eng, tag, data);
+            let r = h.join().unwrap().unwrap();
+            if i < 2 {
+                assert_eq!((r.status, r.data.len()), (Status::Err, 0), "case {i}");
+            } else {
+                assert_eq!((r.status, r.data), (Status::Done, vec![3; 8]));
+                stray = tag + 1000;
+            }
+        }
+        stray
+    });
+    // EFAULT: a completion (with data) for a tag never handed out. The
+    // next command still goes through.
+    thread::scope(|s| {
+        let h = s.spawn(|| emu.command(0, 0, &read10, Dir::Read, 8, &[], T));
+        let real = next(eng);
+        done(eng, stray, &[4; 8]);
+        done(eng, real, &[5; 8]);
+        let r = h.join().unwrap().unwrap();
+        assert_eq!((r.status, r.data), (Status::Done, vec![5; 8]));
+    });
+    assert!(!relay.is_finished());
+    // Every refusal reached the emulator as what the kernel would refuse.
+    let log = emu.protocol_log();
+    let want = [
+        "DATA_READ tag 1 len 9: ENOMEM",
+        "DATA_READ tag 2 len 4: ENOMEM",
+        "EFAULT",
+        "T2I for unknown tag",
+    ];
+    for e in want {
+        assert!(log.iter().any(|l| l.contains(e)), "{e}: {log:?}");
+    }
+    // The engine goes: the relay ends cleanly.
+    *eng = ImsgBuf::new(UnixStream::pair().unwrap().0.into());
+    relay.join().unwrap().unwrap();
+}
