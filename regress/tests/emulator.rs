@@ -1278,3 +1278,19 @@ fn the_relay_fails_commands_whose_data_the_kernel_refuses() {
     *eng = ImsgBuf::new(UnixStream::pair().unwrap().0.into());
     relay.join().unwrap().unwrap();
 }
+
+/// An SPC target that answers REPORT LUNS with ILLEGAL REQUEST: the
+/// midlayer ignores that sense (SCSI_IGNORE_ILLEGAL_REQUEST), reads the
+/// zeroed reply as no LUNs, and does not fall back to a dumb scan.
+#[test]
+fn report_luns_refused_by_an_spc_target_probes_lun_0_only() {
+    let emu = Emulator::listen(&sock_path("norluns")).unwrap();
+    let spec = TargetSpec {
+        report_luns: false,
+        ..spc3(vec![(0, disk(512, 8)), (1, disk(512, 8))])
+    };
+    let r = Responder::start(&emu, vec![(0, spec)]);
+    let d = probe_and_wait(&emu, &r, 0, 1);
+    assert_eq!(d[0].lun, 0);
+    assert_eq!(r.seen().count(0, 1, scsi::INQUIRY), 0);
+}

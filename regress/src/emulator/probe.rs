@@ -9,7 +9,10 @@ use iscsid::vscsi::{Dir, Status};
 
 use super::disk::exec_retry;
 use super::link::{Conn, Req};
-use super::scsi::{self, Inquiry, INQUIRY_LEN, REPORT_LUNS_LEN, T_DIRECT, T_NODEVICE};
+use super::scsi::{
+    self, Inquiry, INQUIRY_LEN, REPORT_LUNS_LEN, SKEY_ILLEGAL_REQUEST, SKEY_NOT_READY, T_DIRECT,
+    T_NODEVICE,
+};
 use super::topo::{BUSWIDTH, LUNS};
 use super::{CmdResult, EmuError, Shared};
 
@@ -92,9 +95,10 @@ fn keep_going<T>(r: Result<T, EmuError>) -> Result<Option<T>, EmuError> {
     }
 }
 
-/// `scsi_probe_target`: LUN 0 first, then the LUNs REPORT LUNS names
-/// (SPC and later) or a dumb scan of 0..8 that stops at a LUN that
-/// aliases LUN 0.
+/// `scsi_probe_target` (scsiconf.c 1.255): LUN 0 first, then the LUNs
+/// REPORT LUNS names (SPC and later; `scsi_get_target_luns` takes entries
+/// whose first byte is 0 and their second byte as the LUN), or a dumb scan
+/// of 0..8 that stops at a LUN that aliases LUN 0.
 fn probe_target(sh: &Shared, conn: &Conn, target: u32) -> Result<(), EmuError> {
     probe_link(sh, conn, target, 0, false)?;
     let Some(inq0) = sh.link_inquiry(target, 0) else {
@@ -104,12 +108,27 @@ fn probe_target(sh: &Shared, conn: &Conn, target: u32) -> Result<(), EmuError> {
     let mut reported = None;
     if version >= 3 {
         let cdb = scsi::report_luns(0, REPORT_LUNS_LEN);
-        if let Some(r) = keep_going(cmd(sh, conn, target, 0, &cdb, REPORT_LUNS_LEN))? {
-            if r.status == Status::Done {
-                reported = scsi::parse_report_luns(&r.data)
-                    .map(|e| e.iter().filter_map(scsi::lun_of_entry).collect::<Vec<_>>());
+        let r = keep_going(cmd(sh, conn, target, 0, &cdb, REPORT_LUNS_LEN))?;
+        let key = r.as_ref().and_then(|r| scsi::sense_key(&r.sense));
+        reported = match r {
+            // The buffer is zeroed first: what the target did not send
+            // reads as no entries.
+            Some(r) if r.status == Status::Done => Some(
+                scsi::parse_report_luns(&r.data)
+                    .map(|e| e.iter().filter_map(scsi::lun_of_entry).collect())
+                    .unwrap_or_default(),
+            ),
+            // SCSI_IGNORE_ILLEGAL_REQUEST and SCSI_IGNORE_NOT_READY make
+            // these a success with the zeroed buffer: no LUN past 0, and
+            // no dumb scan either (scsi_get_target_luns).
+            Some(r)
+                if r.status == Status::Sense
+                    && matches!(key, Some(SKEY_ILLEGAL_REQUEST | SKEY_NOT_READY)) =>
+            {
+                Some(Vec::new())
             }
-        }
+            _ => None,
+        };
     }
     let dumb = reported.is_none();
     for lun in reported.unwrap_or_else(|| (0..LUNS).collect()) {
