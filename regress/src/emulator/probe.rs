@@ -194,7 +194,8 @@ fn probe_link(
     }
     // "If the device can't use tags, >1 opening may confuse it": the link
     // made with the bus's openings keeps one (scsi_probe_link).
-    let openings = if inq.tagged() { sh.cfg.openings } else { 1 };
+    let tagged = inq.tagged() && !scsi::notags_quirk(&raw);
+    let openings = if tagged { sh.cfg.openings } else { 1 };
     conn.set_openings(target, lun, openings);
     tur(sh, conn, target, lun)?;
     if inq.qualifier == 0 && inq.device_type == T_DIRECT {
