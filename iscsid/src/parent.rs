@@ -26,6 +26,7 @@ use nix::unistd::{execvp, fork, ForkResult, Pid};
 use crate::child::{self, Role, CHANNEL_FD};
 use crate::privdrop;
 use crate::procmsg;
+use crate::vscsi;
 
 pub struct Options {
     pub debug: bool,
@@ -42,6 +43,10 @@ pub enum StartError {
     SocketInUse(PathBuf),
     Socket(PathBuf, io::Error),
     Device(PathBuf, io::Error),
+    /// The device is open in another process (EBUSY): another iscsid runs.
+    DeviceBusy(PathBuf),
+    /// The emulator socket would not open.
+    Emulator(PathBuf, vscsi::emu::OpenError),
     NotADevice(PathBuf),
     Sys(&'static str, nix::Error),
     Imsg(common::imsg::Error),
@@ -61,6 +66,14 @@ impl fmt::Display for StartError {
             }
             StartError::Socket(p, e) => write!(f, "control socket {}: {e}", p.display()),
             StartError::Device(p, e) => write!(f, "{}: {e}", p.display()),
+            StartError::DeviceBusy(p) => {
+                write!(
+                    f,
+                    "{}: device busy (another iscsid has it open)",
+                    p.display()
+                )
+            }
+            StartError::Emulator(p, e) => write!(f, "{}: {e}", p.display()),
             StartError::NotADevice(p) => write!(
                 f,
                 "{}: not a vscsi emulator socket (vscsi(4) exists only on OpenBSD)",
@@ -114,15 +127,21 @@ fn device_open(path: &Path) -> Result<OwnedFd, StartError> {
     let err = |e| StartError::Device(path.to_owned(), e);
     let meta = fs::metadata(path).map_err(err)?;
     if meta.file_type().is_socket() {
-        let s = UnixStream::connect(path).map_err(err)?;
-        return Ok(s.into());
+        return vscsi::emu::open(path).map_err(|e| match e {
+            vscsi::emu::OpenError::Busy => StartError::DeviceBusy(path.to_owned()),
+            e => StartError::Emulator(path.to_owned(), e),
+        });
     }
     if cfg!(target_os = "openbsd") {
         let f = fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
-            .map_err(err)?;
+            .map_err(|e| match e.raw_os_error() {
+                // vscsiopen: the device is not CLOSED.
+                Some(libc::EBUSY) => StartError::DeviceBusy(path.to_owned()),
+                _ => err(e),
+            })?;
         return Ok(f.into());
     }
     Err(StartError::NotADevice(path.to_owned()))

@@ -4,7 +4,6 @@
 //! relay side by hand.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,11 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use iscsid::vscsi::emu::EmuDev;
+use iscsid::vscsi::emu::{self, EmuDev, OpenError};
 use iscsid::vscsi::{DevError, Device, Dir, I2t, Status};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use regress::emulator::scsi::{self, fixed_sense};
-use regress::emulator::{DiskInfo, EmuConfig, EmuError, Emulator};
+use regress::emulator::{DiskInfo, EmuConfig, EmuError, Emulator, VSCSI_OPENINGS};
+use regress::harness::{bin, Daemon, Scratch};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -28,8 +28,7 @@ fn sock_path(name: &str) -> PathBuf {
 }
 
 fn connect(emu: &Emulator) -> EmuDev {
-    let s = UnixStream::connect(emu.path()).unwrap();
-    let dev = EmuDev::new(OwnedFd::from(s)).unwrap();
+    let dev = EmuDev::new(emu::open(emu.path()).unwrap()).unwrap();
     emu.wait_connected(T).unwrap();
     dev
 }
@@ -100,6 +99,10 @@ struct TargetSpec {
     /// Answers every LUN as LUN 0, like devices that ignore the LUN.
     alias: bool,
     ua_at_start: bool,
+    /// INQUIRY's CmdQue bit: without it the kernel gives the LUN one opening.
+    cmdque: bool,
+    /// REPORT LUNS entries as sent, when not the plain list of `luns`.
+    raw_report: Option<Vec<[u8; 8]>>,
     luns: Vec<(u32, Kind)>,
 }
 
@@ -109,6 +112,8 @@ fn spc3(luns: Vec<(u32, Kind)>) -> TargetSpec {
         report_luns: true,
         alias: false,
         ua_at_start: false,
+        cmdque: true,
+        raw_report: None,
         luns,
     }
 }
@@ -177,13 +182,14 @@ struct Sim {
     seen: Arc<Mutex<Seen>>,
 }
 
-fn inquiry_data(kind: Option<&Kind>, version: u8, lun: u32) -> Vec<u8> {
+fn inquiry_data(kind: Option<&Kind>, version: u8, cmdque: bool, lun: u32) -> Vec<u8> {
     let dev = match kind {
         Some(Kind::Disk { .. }) => scsi::T_DIRECT,
         Some(Kind::Controller) => scsi::T_STORARRAY,
         None => 0x7f,
     };
-    let mut d = vec![dev, 0, version, 2, 31, 0, 0, 0x02];
+    let flags = if cmdque { scsi::SID_CMDQUE } else { 0 };
+    let mut d = vec![dev, 0, version, 2, 31, 0, 0, flags];
     d.extend_from_slice(b"EMUTEST ");
     d.extend_from_slice(format!("{:<16}", format!("LUN{lun}")).as_bytes());
     d.extend_from_slice(b"0001");
@@ -210,11 +216,24 @@ impl Sim {
             .find(|(l, _)| *l == lun)
             .map(|(_, k)| k.clone());
         let mut r = match op {
-            scsi::INQUIRY => good(inquiry_data(kind.as_ref(), t.spec.version, lun)),
-            scsi::REPORT_LUNS if t.spec.report_luns => {
-                let luns: Vec<u8> = t.spec.luns.iter().map(|(l, _)| *l as u8).collect();
-                good(scsi::report_luns_data(&luns))
-            }
+            scsi::INQUIRY => good(inquiry_data(
+                kind.as_ref(),
+                t.spec.version,
+                t.spec.cmdque,
+                lun,
+            )),
+            scsi::REPORT_LUNS if t.spec.report_luns => match &t.spec.raw_report {
+                Some(entries) => {
+                    let mut d = ((entries.len() * 8) as u32).to_be_bytes().to_vec();
+                    d.extend_from_slice(&[0; 4]);
+                    d.extend(entries.iter().flatten());
+                    good(d)
+                }
+                None => {
+                    let luns: Vec<u8> = t.spec.luns.iter().map(|(l, _)| *l as u8).collect();
+                    good(scsi::report_luns_data(&luns))
+                }
+            },
             _ if t.ua.remove(&lun) && kind.is_some() => check(scsi::SKEY_UNIT_ATTENTION, 0x29, 0),
             _ => Self::exec_lun(t, lun, kind, cdb, wdata, &self.seen),
         };
@@ -522,6 +541,7 @@ fn probe_attaches_disks_and_records_the_controller() {
             revision: "0001".into(),
             block_size: 512,
             blocks: 2048,
+            openings: 16,
         }
     );
     assert_eq!(
@@ -703,7 +723,8 @@ fn data_phases_at_the_running_offset_and_errno_paths() {
         ));
         // A zero-length fetch is still allowed (it fits).
         dev.data_write(c.tag, &mut []).unwrap();
-        // Unknown tag: EFAULT.
+        // Unknown tag: EFAULT, known at the relay's end (the kernel looks
+        // only at the commands userland took), so the emulator never sees it.
         assert!(matches!(
             dev.data_write(c.tag ^ 0x8000, &mut [0; 4]),
             Err(DevError::UnknownTag(_))
@@ -713,7 +734,7 @@ fn data_phases_at_the_running_offset_and_errno_paths() {
         assert_eq!((r.status, r.resid, r.data.len()), (Status::Done, 0, 0));
         c
     });
-    assert_eq!(emu.protocol_errors(), 2);
+    assert_eq!(emu.protocol_errors(), 1);
 
     // A read: DATA_WRITE is EINVAL, DATA_READ appends, resid counts the rest.
     let cdb = scsi::read_10(0, 1);
@@ -728,8 +749,12 @@ fn data_phases_at_the_running_offset_and_errno_paths() {
         ));
         dev.data_read(r.tag, &[1; 40]).unwrap();
         dev.data_read(r.tag, &[2; 20]).unwrap();
-        // Past the end: refused (ENOMEM), recorded, and not appended.
-        dev.data_read(r.tag, &[3; 41]).unwrap();
+        // Past the end: ENOMEM, as VSCSI_DATA_READ answers; recorded by
+        // the emulator, and not appended.
+        assert!(matches!(
+            dev.data_read(r.tag, &[3; 41]),
+            Err(DevError::TooMuchData(t)) if t == r.tag
+        ));
         let sense = fixed_sense(scsi::SKEY_MEDIUM_ERROR, 0x11, 0);
         dev.t2i(r.tag, Status::Sense, &sense).unwrap();
         let res = h.join().unwrap().unwrap();
@@ -740,7 +765,7 @@ fn data_phases_at_the_running_offset_and_errno_paths() {
         want.extend([2; 20]);
         assert_eq!(res.data, want);
     });
-    assert_eq!(emu.protocol_errors(), 4);
+    assert_eq!(emu.protocol_errors(), 3);
 
     // No data phase: both directions are EINVAL; ERR is passed up.
     let tur = scsi::test_unit_ready();
@@ -751,9 +776,18 @@ fn data_phases_at_the_running_offset_and_errno_paths() {
             dev.data_write(n.tag, &mut []),
             Err(DevError::WrongDirection(_))
         ));
-        dev.data_read(n.tag, &[]).unwrap();
-        dev.data_read(n.tag + 1000, &[1]).unwrap();
-        dev.t2i(n.tag + 1000, Status::Done, &[]).unwrap();
+        assert!(matches!(
+            dev.data_read(n.tag, &[]),
+            Err(DevError::WrongDirection(_))
+        ));
+        assert!(matches!(
+            dev.data_read(n.tag + 1000, &[1]),
+            Err(DevError::UnknownTag(_))
+        ));
+        assert!(matches!(
+            dev.t2i(n.tag + 1000, Status::Done, &[]),
+            Err(DevError::UnknownTag(_))
+        ));
         dev.t2i(n.tag, Status::Err, &[0x70, 0, 6]).unwrap();
         let res = h.join().unwrap().unwrap();
         // Sense is only carried with Status::Sense.
@@ -762,7 +796,7 @@ fn data_phases_at_the_running_offset_and_errno_paths() {
             (Status::Err, [0; 18], 0)
         );
     });
-    wait_until("protocol errors", || emu.protocol_errors() == 8);
+    wait_until("protocol errors", || emu.protocol_errors() == 7);
     let log = emu.protocol_log();
     assert!(log.iter().any(|l| l.contains("EFAULT")), "{log:?}");
     assert!(log.iter().any(|l| l.contains("ENOMEM")), "{log:?}");
@@ -948,14 +982,12 @@ fn closing_the_relay_resets_commands_and_detaches() {
 fn the_device_is_opened_exclusively() {
     let emu = Emulator::listen(&sock_path("excl")).unwrap();
     let mut dev = connect(&emu);
-    let mut second = UnixStream::connect(emu.path()).unwrap();
-    second
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut b = [0u8; 1];
-    use std::io::Read;
-    assert_eq!(second.read(&mut b).unwrap(), 0, "second open not refused");
-    wait_until("refusal counted", || emu.stats().refused == 1);
+    // Refused at once, as vscsiopen's EBUSY: well within the open's limit.
+    let t0 = Instant::now();
+    let second = emu::open(emu.path());
+    assert!(matches!(second, Err(OpenError::Busy)), "{second:?}");
+    assert!(t0.elapsed() < emu::OPEN_TIMEOUT / 2);
+    assert_eq!(emu.stats().refused, 1);
     assert!(emu.connected());
     thread::scope(|s| {
         let h = s.spawn(|| emu.command(0, 0, &[0], Dir::None, 0, &[], T));
@@ -1007,4 +1039,258 @@ fn wait_disks_times_out() {
     assert!(matches!(r, Err(EmuError::Timeout)));
     assert!(t0.elapsed() >= Duration::from_millis(45));
     assert!(Path::new(emu.path()).exists());
+}
+
+/// vscsiopen refuses a second open with EBUSY, so a second iscsid fails
+/// before it daemonizes, saying why, and the first keeps the device.
+#[test]
+fn a_second_iscsid_fails_before_daemonizing() {
+    let dir = Scratch::new("busy");
+    let dev = dir.join("vscsi0.sock");
+    let emu = Emulator::listen(&dev).unwrap();
+    let mut first = Daemon::start(&dev);
+    emu.wait_connected(T).unwrap();
+    // Not -d: past the device it would daemonize and exit 0.
+    let out = std::process::Command::new(bin("iscsid"))
+        .arg("-n")
+        .arg(&dev)
+        .arg("-s")
+        .arg(dir.join("second.sock"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run a second iscsid");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}: device busy", dev.display())),
+        "{err}"
+    );
+    assert!(!dir.join("second.sock").exists(), "control socket made");
+    assert_eq!(emu.stats().refused, 1);
+    assert!(first.running() && emu.connected());
+}
+
+/// vscsi gives each link 16 openings (saa_openings), and scsi_probe_link
+/// cuts a LUN without CmdQue to 1: commands beyond wait for an opening,
+/// and never more are outstanding to the relay.
+#[test]
+fn openings_are_the_kernels_and_one_without_cmdque() {
+    let emu = Emulator::listen(&sock_path("cmdque")).unwrap();
+    let untagged = TargetSpec {
+        cmdque: false,
+        ..spc3(vec![(0, disk(512, 64))])
+    };
+    let r = Responder::start(
+        &emu,
+        vec![(0, spc3(vec![(0, disk(512, 64))])), (1, untagged)],
+    );
+    r.send(Ctl::Probe(0, -1));
+    r.send(Ctl::Probe(1, -1));
+    r.wait_tasks(&emu);
+    let disks = emu.disks();
+    let (tagged, one) = (&disks[0], &disks[1]);
+    assert_eq!((tagged.target, tagged.openings), (0, VSCSI_OPENINGS));
+    assert_eq!((one.target, one.openings), (1, 1));
+    r.apply(Ctl::Hold(true));
+    let emu = &emu;
+    thread::scope(|s| {
+        let hs: Vec<_> = (0..VSCSI_OPENINGS as u64 + 4)
+            .map(|i| (tagged, i))
+            .chain((0..3).map(|i| (one, i)))
+            .map(|(d, i)| s.spawn(move || emu.read(d, i, 1)))
+            .collect();
+        // Every opening taken; the rest wait in the emulator.
+        wait_until("openings full", || {
+            emu.stats().in_flight == VSCSI_OPENINGS as u64 + 1
+        });
+        r.apply(Ctl::Hold(false));
+        for h in hs {
+            assert_eq!(h.join().unwrap().unwrap(), vec![0; 512]);
+        }
+    });
+    assert_eq!(emu.peak_outstanding(0, 0), VSCSI_OPENINGS);
+    assert_eq!(emu.peak_outstanding(1, 0), 1);
+}
+
+/// scsi_get_target_luns (scsiconf.c 1.255) takes only entries whose first
+/// byte is 0 (peripheral addressing, bus 0) and their second byte as the
+/// LUN: flat space and LUNs past 255 are never probed, the levels past the
+/// first are ignored, and LUN 0 is there whether reported or not.
+#[test]
+fn report_luns_entries_the_kernel_probes() {
+    let emu = Emulator::listen(&sock_path("rluns")).unwrap();
+    let luns = vec![
+        (0, disk(512, 8)),
+        (3, disk(512, 8)),
+        (5, disk(512, 8)),
+        (6, disk(512, 8)),
+    ];
+    let spec = TargetSpec {
+        raw_report: Some(vec![
+            // Flat space LUN 3 and LUN 300: skipped.
+            [0x40, 3, 0, 0, 0, 0, 0, 0],
+            [0x41, 0x2c, 0, 0, 0, 0, 0, 0],
+            // Peripheral, bus 1: skipped.
+            [0x01, 5, 0, 0, 0, 0, 0, 0],
+            // Peripheral LUN 5; and LUN 6 with a second level, taken as 6.
+            [0, 5, 0, 0, 0, 0, 0, 0],
+            [0, 6, 0x40, 1, 0, 0, 0, 0],
+        ]),
+        ..spc3(luns)
+    };
+    let r = Responder::start(&emu, vec![(0, spec)]);
+    let got: Vec<u32> = probe_and_wait(&emu, &r, 0, 3)
+        .iter()
+        .map(|d| d.lun)
+        .collect();
+    assert_eq!(got, [0, 5, 6]);
+    // INQUIRY went to LUN 0 and the two reported LUNs only.
+    let seen = r.seen();
+    let asked: HashSet<u32> = seen
+        .cmds
+        .iter()
+        .filter(|c| c.2 == scsi::INQUIRY)
+        .map(|c| c.1)
+        .collect();
+    assert_eq!(asked, HashSet::from([0, 5, 6]));
+}
+
+/// scsi_detach_link first waits, in scsi_link_shutdown, for every command
+/// of the link, on the one systq thread: a REQDETACH while the relay has
+/// a command of the link is recorded, and it and the tasks queued behind
+/// it finish only once the command completes.
+#[test]
+fn detach_waits_for_the_links_commands_and_is_recorded() {
+    let emu = Emulator::listen(&sock_path("busydetach")).unwrap();
+    let spec = spc3(vec![(0, disk(512, 8)), (1, disk(512, 8))]);
+    let r = Responder::start(&emu, vec![(0, spec)]);
+    let d = probe_and_wait(&emu, &r, 0, 2);
+    assert!(emu.detach_violations().is_empty());
+    r.apply(Ctl::Hold(true));
+    thread::scope(|s| {
+        let h = s.spawn(|| emu.read(&d[1], 3, 1));
+        wait_until("read taken", || emu.stats().in_flight == 1);
+        // Taken by the relay: the responder lists it in the DETACH.
+        r.apply(Ctl::Detach(0, 1));
+        r.send(Ctl::Detach(0, 0));
+        wait_until("violation", || !emu.detach_violations().is_empty());
+        let v = emu.detach_violations();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!((v[0].target, v[0].lun, v[0].link), (0, 1, (0, 1)));
+        assert_eq!(v[0].outstanding.len(), 1);
+        // The detach sleeps on the command, and LUN 0's waits behind it.
+        assert_eq!(emu.disks().len(), 2);
+        r.apply(Ctl::Hold(false));
+        assert_eq!(h.join().unwrap().unwrap(), vec![0; 512]);
+    });
+    emu.wait_disks(|d| d.is_empty(), T).unwrap();
+    r.wait_tasks(&emu);
+    // LUN 0's detach named no busy link.
+    assert_eq!(emu.detach_violations().len(), 1);
+}
+
+/// The relay between the emulator and a hand-played engine: read data the
+/// kernel refuses fails that command with ERR (XS_DRIVER_STUFFUP), as on
+/// OpenBSD where VSCSI_DATA_READ returns the errno and the relay completes
+/// the command with VSCSI_STAT_ERR; a completion for a tag the kernel does
+/// not know (EFAULT) is logged and dropped. The relay lives on.
+#[test]
+fn the_relay_fails_commands_whose_data_the_kernel_refuses() {
+    use common::imsg::ImsgBuf;
+    use iscsid::procmsg::{self, Cmd, Done};
+    let emu = Emulator::listen(&sock_path("relayerr")).unwrap();
+    let fd = emu::open(emu.path()).unwrap();
+    let (engine, theirs) = UnixStream::pair().unwrap();
+    let (_parent, parents) = UnixStream::pair().unwrap();
+    let relay = thread::spawn(move || {
+        // As the relay process picks its device.
+        let dev = iscsid::vscsi::from_fd(fd).unwrap();
+        iscsid::relay::Relay::new(dev, theirs.into(), ImsgBuf::new(parents.into()))
+            .and_then(|mut r| r.run())
+    });
+    let mut eng = ImsgBuf::new(engine.into());
+    let eng = &mut eng;
+    let emu = &emu;
+    // Completes `tag` with `data`.
+    let done = |eng: &mut ImsgBuf, tag: u32, data: &[u8]| {
+        let t = Done::trailer(tag, Status::Done, &[]);
+        eng.compose_parts(procmsg::DONE, 0, 0, &[data, &t], None)
+            .unwrap();
+        eng.write_all().unwrap();
+    };
+    // The next command's tag.
+    let next = |eng: &mut ImsgBuf| {
+        let m = eng.recv_blocking().unwrap().expect("a command");
+        assert_eq!(m.kind, procmsg::CMD);
+        Cmd::decode(m.data).unwrap().i2t.tag
+    };
+    let read10 = scsi::read_10(0, 1);
+    let write10 = scsi::write_10(0, 1);
+    let cases: [(&[u8], Dir, &[u8]); 3] = [
+        // ENOMEM: 9 bytes for an 8-byte read.
+        (&read10, Dir::Read, &[1; 9]),
+        // Read data for a write: the relay fetched all its write data, so
+        // vscsi_data's ENOMEM check (before the direction's) refuses it.
+        (&write10, Dir::Write, &[2; 4]),
+        // Fine: the relay is still there.
+        (&read10, Dir::Read, &[3; 8]),
+    ];
+    let stray = thread::scope(|s| {
+        let mut stray = 0;
+        for (i, (cdb, dir, data)) in cases.into_iter().enumerate() {
+            let out = vec![7u8; 8];
+            let h = s.spawn(move || emu.command(0, 0, cdb, dir, 8, &out, T));
+            let tag = next(eng);
+            done(eng, tag, data);
+            let r = h.join().unwrap().unwrap();
+            if i < 2 {
+                assert_eq!((r.status, r.data.len()), (Status::Err, 0), "case {i}");
+            } else {
+                assert_eq!((r.status, r.data), (Status::Done, vec![3; 8]));
+                stray = tag + 1000;
+            }
+        }
+        stray
+    });
+    // EFAULT: a completion (with data) for a tag never handed out. The
+    // next command still goes through.
+    thread::scope(|s| {
+        let h = s.spawn(|| emu.command(0, 0, &read10, Dir::Read, 8, &[], T));
+        let real = next(eng);
+        done(eng, stray, &[4; 8]);
+        done(eng, real, &[5; 8]);
+        let r = h.join().unwrap().unwrap();
+        assert_eq!((r.status, r.data), (Status::Done, vec![5; 8]));
+    });
+    assert!(!relay.is_finished());
+    // Every refusal reached the emulator as what the kernel would refuse.
+    let log = emu.protocol_log();
+    let want = [
+        "DATA_READ tag 1 len 9: ENOMEM",
+        "DATA_READ tag 2 len 4: ENOMEM",
+        "EFAULT",
+        "T2I for unknown tag",
+    ];
+    for e in want {
+        assert!(log.iter().any(|l| l.contains(e)), "{e}: {log:?}");
+    }
+    // The engine goes: the relay ends cleanly.
+    *eng = ImsgBuf::new(UnixStream::pair().unwrap().0.into());
+    relay.join().unwrap().unwrap();
+}
+
+/// An SPC target that answers REPORT LUNS with ILLEGAL REQUEST: the
+/// midlayer ignores that sense (SCSI_IGNORE_ILLEGAL_REQUEST), reads the
+/// zeroed reply as no LUNs, and does not fall back to a dumb scan.
+#[test]
+fn report_luns_refused_by_an_spc_target_probes_lun_0_only() {
+    let emu = Emulator::listen(&sock_path("norluns")).unwrap();
+    let spec = TargetSpec {
+        report_luns: false,
+        ..spc3(vec![(0, disk(512, 8)), (1, disk(512, 8))])
+    };
+    let r = Responder::start(&emu, vec![(0, spec)]);
+    let d = probe_and_wait(&emu, &r, 0, 1);
+    assert_eq!(d[0].lun, 0);
+    assert_eq!(r.seen().count(0, 1, scsi::INQUIRY), 0);
 }

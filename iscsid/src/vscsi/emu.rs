@@ -34,21 +34,91 @@
 //! are queued).
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice};
+use std::fmt;
+use std::io::{self, IoSlice, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{sendmsg, MsgFlags, UnixAddr};
 
-use super::emuproto::{self, data_header, Decoder, Msg, MsgType, WriteErrno, MAX_DATA};
+use super::emuproto::{self, data_header, Decoder, Msg, MsgType, OpenResult, WriteErrno, MAX_DATA};
 use super::{DevError, Device, Dir, I2t, Status, SENSE_LEN};
 
 /// How long a DATA_WRITE answer or a blocked write may take before the
 /// emulator is taken for dead.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the emulator may take to say whether an open succeeded.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the emulator device could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// EBUSY: the device is open already (another iscsid has it).
+    Busy,
+    /// The emulator closed the connection, or did not answer in time.
+    NoAnswer,
+    /// The first byte is no `OpenResult`.
+    BadAnswer(u8),
+    Io(io::Error),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Busy => f.write_str("device busy (open in another iscsid)"),
+            OpenError::NoAnswer => f.write_str("the emulator did not answer the open"),
+            OpenError::BadAnswer(b) => write!(f, "bad answer {b} from the emulator"),
+            OpenError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Opens the emulated device at `path`, as `open(2)` opens /dev/vscsi0:
+/// it fails at once when the device is busy.
+pub fn open(path: &Path) -> Result<OwnedFd, OpenError> {
+    let s = UnixStream::connect(path).map_err(OpenError::Io)?;
+    opened(&s, OPEN_TIMEOUT)?;
+    Ok(s.into())
+}
+
+/// Reads the emulator's answer to a connection (`OpenResult`), which comes
+/// before any frame.
+pub fn opened(s: &UnixStream, timeout: Duration) -> Result<(), OpenError> {
+    s.set_read_timeout(Some(timeout)).map_err(OpenError::Io)?;
+    let mut b = [0u8; 1];
+    let r = loop {
+        match (&*s).read(&mut b) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => break r,
+        }
+    };
+    s.set_read_timeout(None).map_err(OpenError::Io)?;
+    match r {
+        Ok(0) => Err(OpenError::NoAnswer),
+        Ok(_) => match OpenResult::from_raw(b[0]) {
+            Some(OpenResult::Opened) => Ok(()),
+            Some(OpenResult::Busy) => Err(OpenError::Busy),
+            None => Err(OpenError::BadAnswer(b[0])),
+        },
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(OpenError::NoAnswer)
+        }
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Err(OpenError::NoAnswer),
+        Err(e) => Err(OpenError::Io(e)),
+    }
+}
 
 /// Batched frames past this many bytes are written without waiting for
 /// `flush`, so a long batch neither hoards memory nor starves the emulator.
@@ -78,8 +148,42 @@ enum Took {
     Answered,
 }
 
+/// A command the caller took with `i2t` and has not completed: an entry of
+/// the kernel's t2i list, whose lookups this end does itself, as only
+/// DATA_WRITE has an answer from the emulator.
+struct Taken {
+    target: u32,
+    lun: u32,
+    dir: Dir,
+    datalen: u32,
+    /// The kernel's `ccb_datalen`: bytes the caller moved so far.
+    moved: u32,
+}
+
+impl Taken {
+    /// `vscsi_data`'s checks after the tag lookup, in its order: ENOMEM
+    /// for more than is left, then EINVAL for the wrong direction (or none).
+    fn check(&self, tag: u32, len: usize, dir: Dir) -> Result<(), DevError> {
+        let left = self.datalen.saturating_sub(self.moved) as usize;
+        if len > left {
+            return Err(DevError::TooMuchData(tag));
+        }
+        if self.dir != dir {
+            return Err(DevError::WrongDirection(tag));
+        }
+        Ok(())
+    }
+
+    fn matches(&self, target: i32, lun: i32) -> bool {
+        let hit = |want: i32, have: u32| want == -1 || i64::from(want) == i64::from(have);
+        hit(target, self.target) && hit(lun, self.lun)
+    }
+}
+
 /// What the emulator sent that nobody took yet, and what waits to go to it.
 struct State {
+    /// Commands the caller took and has not completed, by tag.
+    taken: HashMap<u32, Taken>,
     queue: VecDeque<I2t>,
     fetches: HashMap<u32, Fetch>,
     out: Vec<u8>,
@@ -338,6 +442,7 @@ impl EmuDev {
             },
             dec: Decoder::new(),
             st: State {
+                taken: HashMap::new(),
                 queue: VecDeque::new(),
                 fetches: HashMap::new(),
                 out: Vec::with_capacity(OUT_HIGH),
@@ -531,6 +636,14 @@ impl Device for EmuDev {
     fn i2t(&mut self) -> Result<Option<I2t>, DevError> {
         loop {
             if let Some(c) = self.st.queue.pop_front() {
+                let t = Taken {
+                    target: c.target,
+                    lun: c.lun,
+                    dir: c.dir,
+                    datalen: c.datalen,
+                    moved: 0,
+                };
+                self.st.taken.insert(c.tag, t);
                 return Ok(Some(c));
             }
             if let Some(e) = self.st.deferred.take() {
@@ -559,6 +672,100 @@ impl Device for EmuDev {
     }
 
     fn data_write(&mut self, tag: u32, buf: &mut [u8]) -> Result<(), DevError> {
+        // vscsi_data looks only at the t2i list: a command not taken yet
+        // (prefetched or not) is EFAULT, as is one completed.
+        if !self.st.taken.contains_key(&tag) {
+            return Err(DevError::UnknownTag(tag));
+        }
+        let r = self.data_write_taken(tag, buf);
+        if r.is_ok() {
+            if let Some(t) = self.st.taken.get_mut(&tag) {
+                // Fits: the emulator checked what is left.
+                t.moved = t.moved.saturating_add(buf.len() as u32);
+            }
+        }
+        r
+    }
+
+    fn data_read(&mut self, tag: u32, buf: &[u8]) -> Result<(), DevError> {
+        // The kernel answers with an errno; the emulator cannot, so the
+        // errno is worked out here, and the data still goes for the
+        // emulator to refuse and record.
+        let verdict = match self.st.taken.get(&tag) {
+            None => Err(DevError::UnknownTag(tag)),
+            Some(t) => t.check(tag, buf.len(), Dir::Read),
+        };
+        self.send_read(tag, buf)?;
+        verdict?;
+        if let Some(t) = self.st.taken.get_mut(&tag) {
+            // Fits: checked above.
+            t.moved += buf.len() as u32;
+        }
+        Ok(())
+    }
+
+    fn t2i(&mut self, tag: u32, status: Status, sense: &[u8]) -> Result<(), DevError> {
+        let known = self.st.taken.remove(&tag).is_some();
+        self.st.forget(tag);
+        let mut s = [0u8; SENSE_LEN];
+        let n = sense.len().min(SENSE_LEN);
+        s[..n].copy_from_slice(&sense[..n]);
+        // Sent either way, for the emulator to refuse and record.
+        self.st.push(&Msg::T2i {
+            tag,
+            status,
+            sense: s,
+        })?;
+        self.queued()?;
+        if !known {
+            return Err(DevError::UnknownTag(tag));
+        }
+        Ok(())
+    }
+
+    fn probe(&mut self, target: i32, lun: i32) -> Result<(), DevError> {
+        self.st.push(&Msg::Probe { target, lun })?;
+        self.queued()
+    }
+
+    fn detach(&mut self, target: i32, lun: i32) -> Result<(), DevError> {
+        let busy = emuproto::tag_bytes(
+            self.st
+                .taken
+                .iter()
+                .filter(|(_, t)| t.matches(target, lun))
+                .map(|(&tag, _)| tag),
+        );
+        self.st.push(&Msg::Detach {
+            target,
+            lun,
+            busy: &busy,
+        })?;
+        self.queued()
+    }
+
+    fn flush(&mut self) -> Result<(), DevError> {
+        self.flush_out()
+    }
+}
+
+impl EmuDev {
+    /// As if `i2t` had handed out `tag`: for tests of the transport that
+    /// make up their commands.
+    #[cfg(test)]
+    fn took(&mut self, tag: u32, dir: Dir, datalen: u32) {
+        let t = Taken {
+            target: 0,
+            lun: 1,
+            dir,
+            datalen,
+            moved: 0,
+        };
+        self.st.taken.insert(tag, t);
+    }
+
+    /// `data_write` for a taken command.
+    fn data_write_taken(&mut self, tag: u32, buf: &mut [u8]) -> Result<(), DevError> {
         if let Some(&Fetch::Asked { len, .. }) = self.st.fetches.get(&tag) {
             // The outstanding answer first: with one request per tag on the
             // wire, answers cannot be mistaken for one another.
@@ -600,7 +807,8 @@ impl Device for EmuDev {
         }
     }
 
-    fn data_read(&mut self, tag: u32, buf: &[u8]) -> Result<(), DevError> {
+    /// DATA_READ frames for `buf`, however the emulator takes them.
+    fn send_read(&mut self, tag: u32, buf: &[u8]) -> Result<(), DevError> {
         if buf.is_empty() {
             return self.read_piece(tag, buf);
         }
@@ -608,33 +816,6 @@ impl Device for EmuDev {
             self.read_piece(tag, piece)?;
         }
         Ok(())
-    }
-
-    fn t2i(&mut self, tag: u32, status: Status, sense: &[u8]) -> Result<(), DevError> {
-        self.st.forget(tag);
-        let mut s = [0u8; SENSE_LEN];
-        let n = sense.len().min(SENSE_LEN);
-        s[..n].copy_from_slice(&sense[..n]);
-        self.st.push(&Msg::T2i {
-            tag,
-            status,
-            sense: s,
-        })?;
-        self.queued()
-    }
-
-    fn probe(&mut self, target: i32, lun: i32) -> Result<(), DevError> {
-        self.st.push(&Msg::Probe { target, lun })?;
-        self.queued()
-    }
-
-    fn detach(&mut self, target: i32, lun: i32) -> Result<(), DevError> {
-        self.st.push(&Msg::Detach { target, lun })?;
-        self.queued()
-    }
-
-    fn flush(&mut self) -> Result<(), DevError> {
-        self.flush_out()
     }
 }
 
@@ -735,6 +916,7 @@ mod tests {
             emu
         });
         let mut buf = [0u8; 4];
+        dev.took(7, Dir::Write, 4);
         dev.data_write(7, &mut buf).unwrap();
         assert_eq!(buf, [1, 2, 3, 4]);
         let _emu = t.join().unwrap();
@@ -752,6 +934,7 @@ mod tests {
             (WriteErrno::Inval, "wrong data direction for tag 5"),
         ] {
             let (mut dev, mut emu) = pair();
+            dev.took(5, Dir::Write, 8);
             emu.write_all(&frame(&Msg::WriteErr { tag: 5, err: code }))
                 .unwrap();
             let e = dev.data_write(5, &mut [0u8; 8]).unwrap_err();
@@ -771,6 +954,7 @@ mod tests {
             data: vec![0; 8],
         }))
         .unwrap();
+        dev.took(5, Dir::Write, 8);
         assert!(matches!(
             dev.data_write(5, &mut [0u8; 8]),
             Err(DevError::Protocol(_))
@@ -781,6 +965,7 @@ mod tests {
             data: vec![0; 7],
         }))
         .unwrap();
+        dev.took(5, Dir::Write, 8);
         assert!(matches!(
             dev.data_write(5, &mut [0u8; 8]),
             Err(DevError::Protocol(_))
@@ -788,6 +973,7 @@ mod tests {
         let (mut dev, mut emu) = pair();
         emu.write_all(&frame(&Msg::Probe { target: 0, lun: 0 }))
             .unwrap();
+        dev.took(5, Dir::Write, 8);
         assert!(matches!(
             dev.data_write(5, &mut [0u8; 8]),
             Err(DevError::Protocol(_))
@@ -798,6 +984,7 @@ mod tests {
     fn data_write_times_out_and_eof_is_closed() {
         let (mut dev, emu) = pair();
         dev.set_timeout(Duration::from_millis(50));
+        dev.took(1, Dir::Write, 1);
         let e = dev.data_write(1, &mut [0u8; 1]).unwrap_err();
         assert!(matches!(e, DevError::Io(ref e) if e.kind() == io::ErrorKind::TimedOut));
         drop(emu);
@@ -811,6 +998,8 @@ mod tests {
     #[test]
     fn fire_and_forget_messages() {
         let (mut dev, mut emu) = pair();
+        dev.took(3, Dir::Read, 3);
+        dev.took(4, Dir::None, 0);
         dev.data_read(3, &[9, 8, 7]).unwrap();
         dev.data_read(3, &[]).unwrap();
         let long: Vec<u8> = (0..40).collect();
@@ -844,7 +1033,8 @@ mod tests {
                 Msg::Probe { target: 2, lun: -1 },
                 Msg::Detach {
                     target: -1,
-                    lun: -1
+                    lun: -1,
+                    busy: vec![]
                 },
             ]
         );
@@ -872,6 +1062,7 @@ mod tests {
         let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i * 7) as u8).collect();
         let want = data.clone();
         let t = thread::spawn(move || read_msgs(&mut emu, 1));
+        dev.took(11, Dir::Read, data.len() as u32);
         dev.data_read(11, &data).unwrap();
         let got = t.join().unwrap();
         assert_eq!(
@@ -970,6 +1161,8 @@ mod tests {
     #[test]
     fn batched_frames_wait_for_flush_in_call_order() {
         let (mut dev, mut emu) = bpair();
+        dev.took(3, Dir::Read, 3);
+        dev.took(4, Dir::Read, 0);
         dev.data_read(3, &[9, 8, 7]).unwrap();
         dev.t2i(3, Status::Done, &[]).unwrap();
         dev.probe(2, -1).unwrap();
@@ -990,9 +1183,11 @@ mod tests {
                     tag: 4,
                     data: vec![]
                 },
+                // Tag 4 is still outstanding.
                 Msg::Detach {
                     target: -1,
-                    lun: -1
+                    lun: -1,
+                    busy: emuproto::tag_bytes([4])
                 },
             ]
         );
@@ -1006,6 +1201,8 @@ mod tests {
     fn big_read_data_goes_at_once_behind_the_buffer() {
         let (mut dev, mut emu) = bpair();
         let big: Vec<u8> = (0..COPY_MAX as u32 + 1).map(|i| (i * 3) as u8).collect();
+        dev.took(1, Dir::None, 0);
+        dev.took(2, Dir::Read, (COPY_MAX + big.len()) as u32);
         dev.t2i(1, Status::Done, &[]).unwrap();
         dev.data_read(2, &[5; COPY_MAX]).unwrap();
         assert!(emu.idle(), "a small piece is copied and waits");
@@ -1034,12 +1231,17 @@ mod tests {
         // 28 bytes a T2I frame.
         let n = OUT_HIGH / 28 + 1;
         for t in 0..n as u32 {
+            dev.took(t, Dir::None, 0);
             dev.t2i(t, Status::Done, &[]).unwrap();
         }
         let got = emu.recv(n);
         let want: Vec<Msg> = (0..n as u32).map(t2i_done).collect();
         assert_eq!(got, want);
-        dev.t2i(0, Status::Done, &[]).unwrap();
+        // Completed already: EFAULT, and the frame still goes (buffered).
+        assert!(matches!(
+            dev.t2i(0, Status::Done, &[]),
+            Err(DevError::UnknownTag(0))
+        ));
         assert!(emu.idle());
     }
 
@@ -1047,6 +1249,8 @@ mod tests {
     fn a_full_socket_with_input_waiting_ends_flush_early() {
         let (mut dev, mut emu) = bpair();
         emu.send(&[Msg::I2t(cmd(5, Dir::None, 0))]);
+        dev.took(1, Dir::None, 0);
+        dev.took(11, Dir::Read, 8 * 1024 * 1024);
         dev.t2i(1, Status::Done, &[]).unwrap();
         // Far more than the socket holds, and the emulator does not read:
         // the write stops instead of waiting for it, and keeps the rest.
@@ -1081,7 +1285,9 @@ mod tests {
         // The emulator writes all its commands before it reads anything,
         // as its reader thread does while the relay's socket is full.
         let n = 60_000u32;
-        let cmds: Vec<Msg> = (0..n).map(|t| Msg::I2t(cmd(t, Dir::None, 0))).collect();
+        let cmds: Vec<Msg> = (0..n)
+            .map(|t| Msg::I2t(cmd(t, Dir::Read, 100_000)))
+            .collect();
         let reads = 64u32;
         let t = thread::spawn(move || {
             emu.send(&cmds);
@@ -1123,6 +1329,7 @@ mod tests {
     #[test]
     fn dropping_the_device_writes_what_is_left() {
         let (mut dev, mut emu) = bpair();
+        dev.took(3, Dir::None, 0);
         dev.t2i(3, Status::Done, &[]).unwrap();
         dev.probe(1, 2).unwrap();
         assert!(emu.idle());
@@ -1136,6 +1343,7 @@ mod tests {
     #[test]
     fn prefetch_asks_for_a_batch_in_one_round_trip() {
         let (mut dev, mut emu) = bpair();
+        dev.took(9, Dir::None, 0);
         dev.t2i(9, Status::Done, &[]).unwrap();
         emu.send(&[
             Msg::I2t(cmd(1, Dir::Write, 8)),
@@ -1201,10 +1409,15 @@ mod tests {
         let mut b = [0u8; 2];
         dev.data_write(1, &mut b).unwrap();
         assert_eq!(&b, b"on");
+        // Prefetched, but not taken: the kernel has it on i2t, not t2i.
         let mut b = [0u8; 3];
+        assert!(matches!(
+            dev.data_write(2, &mut b),
+            Err(DevError::UnknownTag(2))
+        ));
+        assert_eq!(dev.i2t().unwrap().unwrap().tag, 2);
         dev.data_write(2, &mut b).unwrap();
         assert_eq!(&b, b"two");
-        assert_eq!(dev.i2t().unwrap().unwrap().tag, 2);
         assert!(dev.i2t().unwrap().is_none());
         dev.flush().unwrap();
         assert!(emu.idle());

@@ -13,11 +13,17 @@
 //! | 5 DATA_READ | relay→emu | tag u32, bytes |
 //! | 6 T2I | relay→emu | tag u32, status u8, sense [18] |
 //! | 7 PROBE | relay→emu | target i32, lun i32 |
-//! | 8 DETACH | relay→emu | target i32, lun i32 |
+//! | 8 DETACH | relay→emu | target i32, lun i32, busy tags u32 each |
+//!
+//! Before any frame, the emulator writes one byte on every connection: the
+//! result of the open (`OpenResult`). vscsiopen fails with EBUSY while the
+//! device is open, so a second relay learns at once that it is refused.
 //!
 //! DATA_WRITE is the only request with a reply, as `VSCSI_DATA_WRITE` is the
-//! only ioctl whose result userland must see before going on. The errors of
-//! the fire-and-forget messages are the emulator's to record.
+//! only ioctl whose result userland must see before going on. The other
+//! messages are fire-and-forget: the relay's end works out their errno as
+//! the kernel would (it knows every command it took), and the emulator
+//! records what it refuses.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -70,6 +76,26 @@ impl WriteErrno {
     }
 }
 
+/// The byte the emulator writes first on a connection: how `vscsiopen`
+/// ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OpenResult {
+    Opened = 0,
+    /// EBUSY: another relay has the device open.
+    Busy = 1,
+}
+
+impl OpenResult {
+    pub fn from_raw(v: u8) -> Option<OpenResult> {
+        match v {
+            0 => Some(OpenResult::Opened),
+            1 => Some(OpenResult::Busy),
+            _ => None,
+        }
+    }
+}
+
 /// One message. `D` is `Vec<u8>` for owned messages and `&[u8]` for ones
 /// borrowed from the decoder's buffer, which spares a copy of bulk data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,10 +126,27 @@ pub enum Msg<D = Vec<u8>> {
         target: i32,
         lun: i32,
     },
+    /// `busy`: the tags (u32 LE each, `tag_bytes`) of the commands of the
+    /// matching target and LUN that the relay took and has not completed
+    /// (the kernel's t2i list, which this end mirrors): the emulator records
+    /// a detach asked while any of an attached link's are outstanding.
     Detach {
         target: i32,
         lun: i32,
+        busy: D,
     },
+}
+
+/// The payload of a DETACH's `busy`.
+pub fn tag_bytes(tags: impl IntoIterator<Item = u32>) -> Vec<u8> {
+    tags.into_iter().flat_map(u32::to_le_bytes).collect()
+}
+
+/// The tags in a DETACH's `busy` (a trailing partial tag cannot occur:
+/// the decoder checks the length).
+pub fn tags_of(b: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
 }
 
 impl Msg<&[u8]> {
@@ -122,7 +165,11 @@ impl Msg<&[u8]> {
             },
             Msg::T2i { tag, status, sense } => Msg::T2i { tag, status, sense },
             Msg::Probe { target, lun } => Msg::Probe { target, lun },
-            Msg::Detach { target, lun } => Msg::Detach { target, lun },
+            Msg::Detach { target, lun, busy } => Msg::Detach {
+                target,
+                lun,
+                busy: busy.to_vec(),
+            },
         }
     }
 }
@@ -217,7 +264,7 @@ pub fn encode<D: AsRef<[u8]>>(msg: &Msg<D>, out: &mut Vec<u8>) -> Result<(), Pro
         Msg::WriteErr { .. } => (MsgType::WriteErr, 5),
         Msg::T2i { .. } => (MsgType::T2i, T2I_LEN),
         Msg::Probe { .. } => (MsgType::Probe, 8),
-        Msg::Detach { .. } => (MsgType::Detach, 8),
+        Msg::Detach { busy, .. } => (MsgType::Detach, 8 + busy.as_ref().len()),
     };
     out.reserve(5 + len);
     out.extend_from_slice(&((len + 1) as u32).to_le_bytes());
@@ -246,9 +293,14 @@ pub fn encode<D: AsRef<[u8]>>(msg: &Msg<D>, out: &mut Vec<u8>) -> Result<(), Pro
             out.push(status.raw() as u8);
             out.extend_from_slice(sense);
         }
-        Msg::Probe { target, lun } | Msg::Detach { target, lun } => {
+        Msg::Probe { target, lun } => {
             out.extend_from_slice(&target.to_le_bytes());
             out.extend_from_slice(&lun.to_le_bytes());
+        }
+        Msg::Detach { target, lun, busy } => {
+            out.extend_from_slice(&target.to_le_bytes());
+            out.extend_from_slice(&lun.to_le_bytes());
+            out.extend_from_slice(busy.as_ref());
         }
         Msg::WriteData { .. } | Msg::DataRead { .. } => {}
     }
@@ -285,14 +337,15 @@ fn parse(body: &[u8]) -> Result<Msg<&[u8]>, ProtoError> {
     };
     let want = match ty {
         1 => Some(I2T_LEN),
-        2 | 7 | 8 => Some(8),
+        2 | 7 => Some(8),
         4 => Some(5),
         6 => Some(T2I_LEN),
-        3 | 5 => None,
+        3 | 5 | 8 => None,
         _ => return Err(ProtoError::UnknownType(ty)),
     };
     let ok = match want {
         Some(n) => p.len() == n,
+        None if ty == MsgType::Detach as u8 => p.len() >= 8 && (p.len() - 8) % 4 == 0,
         None => p.len() >= 4,
     };
     if !ok {
@@ -360,6 +413,7 @@ fn parse(body: &[u8]) -> Result<Msg<&[u8]>, ProtoError> {
         _ => Msg::Detach {
             target: c.i32(),
             lun: c.i32(),
+            busy: c.0,
         },
     })
 }
@@ -547,8 +601,16 @@ mod tests {
             [9, 0, 0, 0, 7, 3, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]
         );
         assert_eq!(
-            enc(&Msg::Detach { target: -1, lun: 2 }),
-            [9, 0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0]
+            enc(&Msg::Detach {
+                target: -1,
+                lun: 2,
+                busy: tag_bytes([7])
+            }),
+            [13, 0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 7, 0, 0, 0]
+        );
+        assert_eq!(
+            tags_of(&tag_bytes([1, 0x0102_0304])).collect::<Vec<_>>(),
+            [1, 0x0102_0304]
         );
         let mut sense = [0u8; SENSE_LEN];
         sense[0] = 0x70;
@@ -623,6 +685,7 @@ mod tests {
             Msg::Detach {
                 target: 255,
                 lun: 0,
+                busy: tag_bytes([3, 9]),
             },
         ];
         let mut stream = Vec::new();

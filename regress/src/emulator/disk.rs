@@ -215,6 +215,7 @@ mod tests {
             revision: String::new(),
             block_size: 512,
             blocks: 100,
+            openings: 16,
         };
         assert_eq!(span(&d, 0, 100).unwrap(), 51200);
         assert!(matches!(span(&d, 99, 2), Err(EmuError::OutOfRange)));

@@ -3,26 +3,26 @@
 //! what `vscsiclose` does when the relay goes away.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write};
 use std::net::Shutdown;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use iscsid::vscsi::emuproto::{
-    self, data_header, Decoder, Msg, MsgType, ProtoError, WriteErrno, MAX_DATA,
+    self, data_header, Decoder, Msg, MsgType, OpenResult, ProtoError, WriteErrno, MAX_DATA,
 };
 use iscsid::vscsi::{Dir, I2t, Status, CDB_MAX, SENSE_LEN};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::probe::{self, Task};
-use super::sem::{lock, Permit, Sem};
+use super::sem::{lock, NoOpening, Permit, Sem};
 use super::writer::Writer;
-use super::{CmdResult, EmuError, Shared};
+use super::{CmdResult, DetachViolation, EmuError, Shared};
 
 /// How long a write to the relay may stall before the connection is cut.
 const WRITE_STALL: Duration = Duration::from_secs(30);
@@ -50,8 +50,12 @@ pub(crate) enum Waiter {
     Call(Callback),
 }
 
+/// A link: (target, lun).
+pub(crate) type LinkId = (u32, u32);
+
 /// An in-flight command (a ccb on the kernel's `t2i` list).
 struct Cmd {
+    link: LinkId,
     dir: Dir,
     datalen: u32,
     out: Arc<[u8]>,
@@ -96,10 +100,30 @@ impl Cmd {
     }
 }
 
+/// Commands of one link that hold an opening (the midlayer's
+/// `link->pending`), and the most there ever were at once.
+#[derive(Default, Clone, Copy)]
+struct Load {
+    now: usize,
+    peak: usize,
+}
+
 #[derive(Default)]
 struct Cmds {
     closed: bool,
     map: HashMap<u32, Cmd>,
+    loads: HashMap<LinkId, Load>,
+}
+
+impl Cmds {
+    /// Takes `tag` off the table, and its link's count down.
+    fn remove(&mut self, tag: u32) -> Option<Cmd> {
+        let c = self.map.remove(&tag)?;
+        if let Some(l) = self.loads.get_mut(&c.link) {
+            l.now = l.now.saturating_sub(1);
+        }
+        Some(c)
+    }
 }
 
 pub(crate) struct Conn {
@@ -107,7 +131,9 @@ pub(crate) struct Conn {
     writer: Writer,
     alive: AtomicBool,
     cmds: Mutex<Cmds>,
-    sems: Mutex<HashMap<(u32, u32), Arc<Sem>>>,
+    sems: Mutex<HashMap<LinkId, Arc<Sem>>>,
+    /// Signalled whenever a command leaves `cmds`.
+    idle: Condvar,
     tasks: Mutex<Option<mpsc::Sender<Task>>>,
 }
 
@@ -145,6 +171,65 @@ impl Conn {
         lock(&self.cmds).map.len()
     }
 
+    /// The most commands `link` had outstanding at once on this open.
+    pub(crate) fn peak(&self, link: LinkId) -> usize {
+        lock(&self.cmds).loads.get(&link).map_or(0, |l| l.peak)
+    }
+
+    /// Step 1 of scsi_detach_link, `scsi_link_shutdown`: whoever waits for
+    /// an opening of `link` fails, then the caller sleeps until every
+    /// command of the link has completed (`link->pending` is 0) or the
+    /// device closes. On OpenBSD only a dying link (a closing device) is
+    /// woken from that sleep (`scsi_link_close` wakes it if SDEV_S_DYING),
+    /// so a REQDETACH of a busy link sleeps on until the close: waking at
+    /// the last completion, the emulator is kinder there, and records the
+    /// request instead (`detach_requested`).
+    pub(crate) fn shut_link(&self, link: LinkId) {
+        if let Some(sem) = lock(&self.sems).remove(&link) {
+            sem.shut();
+        }
+        let mut cmds = lock(&self.cmds);
+        while !cmds.closed && cmds.loads.get(&link).is_some_and(|l| l.now > 0) {
+            cmds = self.idle.wait(cmds).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Records a violation when a REQDETACH names attached links of which
+    /// the relay took commands it has not completed (`busy`, the tags its
+    /// end lists): the kernel's detach task would sleep on them.
+    fn detach_requested(&self, sh: &Shared, target: i32, lun: i32, busy: &[u8]) {
+        let links = sh.topo().links_matching(target, lun);
+        let mut found: HashMap<LinkId, Vec<u32>> = HashMap::new();
+        {
+            let cmds = lock(&self.cmds);
+            for tag in emuproto::tags_of(busy) {
+                if let Some(c) = cmds.map.get(&tag) {
+                    if links.contains(&c.link) {
+                        found.entry(c.link).or_default().push(tag);
+                    }
+                }
+            }
+        }
+        for ((t, l), mut tags) in found {
+            tags.sort_unstable();
+            sh.detach_violation(DetachViolation {
+                target,
+                lun,
+                link: (t, l),
+                outstanding: tags,
+            });
+        }
+    }
+
+    /// A new link at (target, lun) with `openings`: what a probe decided.
+    /// Commands still holding openings of an earlier link hand them back to
+    /// that link's semaphore, which then goes.
+    pub(crate) fn set_openings(&self, target: u32, lun: u32, openings: usize) {
+        lock(&self.sems).insert((target, lun), Sem::new(openings.max(1)));
+    }
+
+    /// The openings of (target, lun); before a probe decides, the bus's
+    /// (`scsi_probe_link` makes the link with `sb_openings`).
     fn sem(&self, target: u32, lun: u32, openings: usize) -> Arc<Sem> {
         Arc::clone(
             lock(&self.sems)
@@ -198,7 +283,10 @@ impl Conn {
         let permit = self
             .sem(req.target, req.lun, sh.cfg.openings)
             .acquire(deadline)
-            .ok_or(EmuError::Timeout)?;
+            .map_err(|e| match e {
+                NoOpening::Timeout => EmuError::Timeout,
+                NoOpening::Shut => EmuError::NoSuchDisk,
+            })?;
         let mut cdb = [0u8; CDB_MAX];
         cdb[..req.cdb.len()].copy_from_slice(req.cdb);
         let tag = {
@@ -212,9 +300,13 @@ impl Conn {
                     break t;
                 }
             };
+            let load = cmds.loads.entry((req.target, req.lun)).or_default();
+            load.now += 1;
+            load.peak = load.peak.max(load.now);
             cmds.map.insert(
                 tag,
                 Cmd {
+                    link: (req.target, req.lun),
                     dir: req.dir,
                     datalen: req.datalen,
                     out: req.out,
@@ -314,7 +406,10 @@ impl Conn {
     }
 
     fn on_t2i(&self, sh: &Shared, tag: u32, status: Status, sense: [u8; SENSE_LEN]) {
-        let c = lock(&self.cmds).map.remove(&tag);
+        let c = lock(&self.cmds).remove(tag);
+        if c.is_some() {
+            self.idle.notify_all();
+        }
         match c {
             Some(c) => {
                 sh.ctr.completed.fetch_add(1, Ordering::Relaxed);
@@ -341,7 +436,10 @@ impl Conn {
             Msg::DataRead { tag, data } => self.on_data_read(sh, tag, data),
             Msg::T2i { tag, status, sense } => self.on_t2i(sh, tag, status, sense),
             Msg::Probe { target, lun } => self.queue_task(Task::Probe { target, lun }),
-            Msg::Detach { target, lun } => self.queue_task(Task::Detach { target, lun }),
+            Msg::Detach { target, lun, busy } => {
+                self.detach_requested(sh, target, lun, busy);
+                self.queue_task(Task::Detach { target, lun });
+            }
             Msg::I2t(_) | Msg::WriteData { .. } | Msg::WriteErr { .. } => {
                 sh.protocol_error("kernel-side message from the relay".to_string())
             }
@@ -358,8 +456,12 @@ impl Conn {
         let drained: Vec<Cmd> = {
             let mut cmds = lock(&self.cmds);
             cmds.closed = true;
+            for l in cmds.loads.values_mut() {
+                l.now = 0;
+            }
             cmds.map.drain().map(|(_, c)| c).collect()
         };
+        self.idle.notify_all();
         for c in drained {
             sh.ctr.resets.fetch_add(1, Ordering::Relaxed);
             c.complete(Status::Reset, [0; SENSE_LEN]);
@@ -408,14 +510,18 @@ fn reader(sh: Arc<Shared>, conn: Arc<Conn>, mut rd: UnixStream) {
     conn.close(&sh);
 }
 
-/// Takes a new connection unless the device is already open (EBUSY).
-fn open(sh: &Arc<Shared>, s: UnixStream) -> io::Result<()> {
-    if sh.current().is_some() {
-        sh.ctr.refused.fetch_add(1, Ordering::Relaxed);
-        return Ok(());
-    }
+/// Takes a new connection unless the device is already open: vscsiopen
+/// fails with EBUSY unless the device is CLOSED, and the opener hears so
+/// at once (the first byte, before any frame).
+fn open(sh: &Arc<Shared>, mut s: UnixStream) -> io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_write_timeout(Some(WRITE_STALL))?;
+    if sh.current().is_some() {
+        sh.ctr.refused.fetch_add(1, Ordering::Relaxed);
+        // Dropping the stream closes it after the answer.
+        return s.write_all(&[OpenResult::Busy as u8]);
+    }
+    s.write_all(&[OpenResult::Opened as u8])?;
     let rd = s.try_clone()?;
     let wr = s.try_clone()?;
     let (tx, rx) = mpsc::channel();
@@ -425,6 +531,7 @@ fn open(sh: &Arc<Shared>, s: UnixStream) -> io::Result<()> {
         alive: AtomicBool::new(true),
         cmds: Default::default(),
         sems: Default::default(),
+        idle: Condvar::new(),
         tasks: Mutex::new(Some(tx)),
     });
     sh.set_conn(Arc::clone(&conn));
@@ -488,6 +595,7 @@ mod tests {
         }));
         let (a, b) = UnixStream::pair().unwrap();
         open(&sh, a).unwrap();
+        iscsid::vscsi::emu::opened(&b, Duration::from_secs(5)).unwrap();
         let conn = sh.current().unwrap();
         (sh, conn, EmuDev::new(OwnedFd::from(b)).unwrap())
     }

@@ -35,10 +35,15 @@ mod writer;
 use link::{Conn, Req};
 use shared::Shared;
 
+/// `saa_openings` of vscsi(4) (vscsi.c 1.64, vscsi_attach): what the
+/// midlayer gives each link, its queue depth.
+pub const VSCSI_OPENINGS: usize = 16;
+
 /// Tunables; the defaults are vscsi(4)'s and sd(4)'s.
 #[derive(Debug, Clone)]
 pub struct EmuConfig {
-    /// Commands outstanding per (target, lun): vscsi's `saa_openings`.
+    /// Commands outstanding per (target, lun): vscsi's `saa_openings`
+    /// (`VSCSI_OPENINGS`). A LUN without tagged queueing gets one.
     pub openings: usize,
     /// Limit for each probe command (scsiconf uses 10 s).
     pub probe_timeout: Duration,
@@ -51,7 +56,7 @@ pub struct EmuConfig {
 impl Default for EmuConfig {
     fn default() -> Self {
         EmuConfig {
-            openings: 16,
+            openings: VSCSI_OPENINGS,
             probe_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(60),
             retries: 4,
@@ -71,6 +76,9 @@ pub struct DiskInfo {
     /// 0 with `blocks` 0 when READ CAPACITY failed ("drive offline").
     pub block_size: u32,
     pub blocks: u64,
+    /// Commands the midlayer lets the link have outstanding:
+    /// `EmuConfig::openings`, or 1 when its INQUIRY lacks CmdQue.
+    pub openings: usize,
 }
 
 /// An attached device that is not a disk (a controller LUN, say).
@@ -81,6 +89,22 @@ pub struct DevInfo {
     pub device_type: u8,
     pub vendor: String,
     pub product: String,
+    /// As `DiskInfo::openings`.
+    pub openings: usize,
+}
+
+/// A REQDETACH that named an attached link while the relay had taken
+/// commands of it and not completed them. vscsi's detach task would sleep
+/// in `scsi_link_shutdown` until the device closes, holding up every later
+/// probe and detach; the daemon must not ask for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetachViolation {
+    /// What the REQDETACH named (-1 is a wildcard).
+    pub target: i32,
+    pub lun: i32,
+    /// The link, and the tags of its commands the relay had outstanding.
+    pub link: (u32, u32),
+    pub outstanding: Vec<u32>,
 }
 
 /// How a command ended, as the kernel's `scsi_xfer` shows it.
@@ -358,6 +382,18 @@ impl Emulator {
     /// would answer with EFAULT, ENOMEM or EINVAL, and malformed frames).
     pub fn protocol_errors(&self) -> u64 {
         self.sh.ctr.protocol_errors.load(Ordering::Relaxed)
+    }
+
+    /// Every REQDETACH so far that named a link with commands outstanding
+    /// to the relay.
+    pub fn detach_violations(&self) -> Vec<DetachViolation> {
+        self.sh.detach_violations()
+    }
+
+    /// The most commands (target, lun) had outstanding at once since the
+    /// device was opened: never more than the link's openings.
+    pub fn peak_outstanding(&self, target: u32, lun: u32) -> usize {
+        self.sh.current().map_or(0, |c| c.peak((target, lun)))
     }
 
     /// The latest protocol errors and notes, oldest first.

@@ -9,7 +9,10 @@ use iscsid::vscsi::{Dir, Status};
 
 use super::disk::exec_retry;
 use super::link::{Conn, Req};
-use super::scsi::{self, Inquiry, INQUIRY_LEN, REPORT_LUNS_LEN, T_DIRECT, T_NODEVICE};
+use super::scsi::{
+    self, Inquiry, INQUIRY_LEN, REPORT_LUNS_LEN, SKEY_ILLEGAL_REQUEST, SKEY_NOT_READY, T_DIRECT,
+    T_NODEVICE,
+};
 use super::topo::{BUSWIDTH, LUNS};
 use super::{CmdResult, EmuError, Shared};
 
@@ -25,10 +28,21 @@ pub(crate) fn run(sh: Arc<Shared>, conn: Arc<Conn>, rx: Receiver<Task>) {
         if conn.is_alive() {
             match t {
                 Task::Probe { target, lun } => probe(&sh, &conn, target, lun),
-                Task::Detach { target, lun } => sh.detach(target, lun),
+                Task::Detach { target, lun } => detach(&sh, &conn, target, lun),
             }
         }
         sh.task_done();
+    }
+}
+
+/// `scsi_detach(bus, target, lun, DETACH_FORCE)`: link by link, each first
+/// shut down (its commands waited for), then gone. Tasks queued behind it
+/// wait meanwhile, as on the kernel's one `systq` thread.
+fn detach(sh: &Shared, conn: &Conn, target: i32, lun: i32) {
+    let links = sh.topo().links_matching(target, lun);
+    for (t, l) in links {
+        conn.shut_link((t, l));
+        sh.detach(t, l);
     }
 }
 
@@ -81,9 +95,10 @@ fn keep_going<T>(r: Result<T, EmuError>) -> Result<Option<T>, EmuError> {
     }
 }
 
-/// `scsi_probe_target`: LUN 0 first, then the LUNs REPORT LUNS names
-/// (SPC and later) or a dumb scan of 0..8 that stops at a LUN that
-/// aliases LUN 0.
+/// `scsi_probe_target` (scsiconf.c 1.255): LUN 0 first, then the LUNs
+/// REPORT LUNS names (SPC and later; `scsi_get_target_luns` takes entries
+/// whose first byte is 0 and their second byte as the LUN), or a dumb scan
+/// of 0..8 that stops at a LUN that aliases LUN 0.
 fn probe_target(sh: &Shared, conn: &Conn, target: u32) -> Result<(), EmuError> {
     probe_link(sh, conn, target, 0, false)?;
     let Some(inq0) = sh.link_inquiry(target, 0) else {
@@ -93,12 +108,27 @@ fn probe_target(sh: &Shared, conn: &Conn, target: u32) -> Result<(), EmuError> {
     let mut reported = None;
     if version >= 3 {
         let cdb = scsi::report_luns(0, REPORT_LUNS_LEN);
-        if let Some(r) = keep_going(cmd(sh, conn, target, 0, &cdb, REPORT_LUNS_LEN))? {
-            if r.status == Status::Done {
-                reported = scsi::parse_report_luns(&r.data)
-                    .map(|e| e.iter().filter_map(scsi::lun_of_entry).collect::<Vec<_>>());
+        let r = keep_going(cmd(sh, conn, target, 0, &cdb, REPORT_LUNS_LEN))?;
+        let key = r.as_ref().and_then(|r| scsi::sense_key(&r.sense));
+        reported = match r {
+            // The buffer is zeroed first: what the target did not send
+            // reads as no entries.
+            Some(r) if r.status == Status::Done => Some(
+                scsi::parse_report_luns(&r.data)
+                    .map(|e| e.iter().filter_map(scsi::lun_of_entry).collect())
+                    .unwrap_or_default(),
+            ),
+            // SCSI_IGNORE_ILLEGAL_REQUEST and SCSI_IGNORE_NOT_READY make
+            // these a success with the zeroed buffer: no LUN past 0, and
+            // no dumb scan either (scsi_get_target_luns).
+            Some(r)
+                if r.status == Status::Sense
+                    && matches!(key, Some(SKEY_ILLEGAL_REQUEST | SKEY_NOT_READY)) =>
+            {
+                Some(Vec::new())
             }
-        }
+            _ => None,
+        };
     }
     let dumb = reported.is_none();
     for lun in reported.unwrap_or_else(|| (0..LUNS).collect()) {
@@ -162,15 +192,21 @@ fn probe_link(
     if dumbscan && lun != 0 && sh.link_inquiry(target, 0).as_deref() == Some(&raw[..]) {
         return Ok(Found::Alias);
     }
+    // "If the device can't use tags, >1 opening may confuse it": the link
+    // made with the bus's openings keeps one (scsi_probe_link).
+    let tagged = inq.tagged() && !scsi::notags_quirk(&raw);
+    let openings = if tagged { sh.cfg.openings } else { 1 };
+    conn.set_openings(target, lun, openings);
     tur(sh, conn, target, lun)?;
     if inq.qualifier == 0 && inq.device_type == T_DIRECT {
-        attach_disk(sh, conn, target, lun, raw, &inq)?;
+        attach_disk(sh, conn, target, lun, raw, &inq, openings)?;
     } else {
-        sh.attach_device(conn, target, lun, raw, &inq);
+        sh.attach_device(conn, target, lun, raw, &inq, openings);
     }
     Ok(Found::Attached)
 }
 
+#[allow(clippy::too_many_arguments)]
 /// sd(4)'s attach: READ CAPACITY(10), and (16) when (10) saturates. A disk
 /// that will not tell its size still attaches, with no blocks ("drive
 /// offline").
@@ -181,6 +217,7 @@ fn attach_disk(
     lun: u32,
     raw: Vec<u8>,
     inq: &Inquiry,
+    openings: usize,
 ) -> Result<(), EmuError> {
     let mut geom = (0, 0);
     let rc = keep_going(cmd(sh, conn, target, lun, &scsi::read_capacity_10(), 8))?;
@@ -202,6 +239,6 @@ fn attach_disk(
             geom = (bs, u64::from(last) + 1);
         }
     }
-    sh.attach_disk(conn, target, lun, raw, inq, geom.0, geom.1);
+    sh.attach_disk(conn, target, lun, raw, inq, openings, geom.0, geom.1);
     Ok(())
 }

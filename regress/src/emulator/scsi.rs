@@ -33,6 +33,10 @@ pub const T_NODEVICE: u8 = 0x1f;
 
 /// INQUIRY standard data up to the revision field.
 pub const INQUIRY_LEN: usize = 36;
+/// INQUIRY byte 7: command queueing (tags) supported.
+pub const SID_CMDQUE: u8 = 0x02;
+/// `SCSI_REV_2`: below it (SCSI-1 and older) the midlayer never tags.
+const SCSI_REV_2: u8 = 2;
 /// `struct scsi_report_luns_data`: 8-byte header and 256 entries.
 pub const REPORT_LUNS_LEN: u32 = 8 + 256 * 8;
 /// READ CAPACITY(16) parameter data length sd(4) asks for.
@@ -156,6 +160,8 @@ pub struct Inquiry {
     pub removable: bool,
     /// `SID_ANSII_REV`: 3 is SPC, 4..=7 SPC-2..SPC-5.
     pub version: u8,
+    /// `SID_CmdQue`: the LUN takes tagged (queued) commands.
+    pub cmdque: bool,
     pub vendor: String,
     pub product: String,
     pub revision: String,
@@ -204,10 +210,54 @@ pub fn parse_inquiry(d: &[u8]) -> Option<Inquiry> {
         device_type: hdr[0] & 0x1f,
         removable: hdr[1] & 0x80 != 0,
         version: hdr[2] & 0x07,
+        // Bytes the target did not send are zero (the kernel's buffer is).
+        cmdque: d[..valid].get(7).is_some_and(|f| f & SID_CMDQUE != 0),
         vendor: field(8..16),
         product: field(16..32),
         revision: field(32..36),
     })
+}
+
+impl Inquiry {
+    /// Whether scsi_probe_link leaves SDEV_NOTAGS clear (scsiconf.c 1.255):
+    /// SCSI-1 and older never get tags, later revisions only with
+    /// `SID_CmdQue`. Without tags the link gets one opening. (The quirk
+    /// table can set it too: `notags_quirk`.)
+    pub fn tagged(&self) -> bool {
+        self.version >= SCSI_REV_2 && self.cmdque
+    }
+}
+
+/// The SDEV_NOTAGS entries of scsiconf.c's `scsi_quirk_patterns`:
+/// (removable, vendor, product, revision), each a prefix of the raw field.
+/// No other entry matches the same devices, so the best match
+/// `scsi_inqmatch` picks carries SDEV_NOTAGS exactly when one of these does.
+const NOTAGS_QUIRKS: [(bool, &str, &str, &str); 5] = [
+    (true, "iomega", "jaz 1GB", ""),
+    (false, "MICROP", "4421-07", ""),
+    (false, "SEAGATE", "ST150176LW", "0002"),
+    (false, "HP", "C3725S", ""),
+    (false, "IBM", "DCAS", ""),
+];
+
+/// Whether raw INQUIRY data matches a quirk entry that sets SDEV_NOTAGS:
+/// the whole device byte is T_DIRECT (qualifier 0), the removable bit
+/// agrees, and each pattern is a prefix of its field (fields the target did
+/// not send read as spaces, as the kernel fills them).
+pub fn notags_quirk(raw: &[u8]) -> bool {
+    let valid = raw
+        .get(4)
+        .map_or(0, |&a| (5 + usize::from(a)).min(raw.len()));
+    let byte = |i: usize| if i < valid { raw[i] } else { b' ' };
+    let prefix = |at: usize, p: &str| p.bytes().enumerate().all(|(i, b)| byte(at + i) == b);
+    let (Some(&dev), Some(&q2)) = (raw.first(), raw.get(1)) else {
+        return false;
+    };
+    let removable = q2 & 0x80 != 0;
+    dev == T_DIRECT
+        && NOTAGS_QUIRKS.iter().any(|&(rem, v, p, r)| {
+            rem == removable && prefix(8, v) && prefix(16, p) && prefix(32, r)
+        })
 }
 
 /// READ CAPACITY(10): (last LBA, block length).
@@ -371,6 +421,32 @@ mod tests {
     }
 
     #[test]
+    fn notags_quirks_match_raw_prefixes() {
+        let mut d = vec![0, 0, 5, 2, 31, 0, 0, SID_CMDQUE];
+        d.extend_from_slice(b"IBM     DCAS-34330      S65A");
+        assert!(notags_quirk(&d));
+        // Removable: the entry is for fixed disks only.
+        d[1] = 0x80;
+        assert!(!notags_quirk(&d));
+        d[1] = 0;
+        // Not a disk, or another product.
+        d[0] = T_STORARRAY;
+        assert!(!notags_quirk(&d));
+        d[0] = 0;
+        d[16..20].copy_from_slice(b"DCAX");
+        assert!(!notags_quirk(&d));
+        let mut j = vec![0, 0x80, 2, 2, 31, 0, 0, 0];
+        j.extend_from_slice(b"iomega  jaz 1GB         J.86");
+        assert!(notags_quirk(&j));
+        // A revision pattern must match too.
+        let mut s = vec![0, 0, 3, 2, 31, 0, 0, SID_CMDQUE];
+        s.extend_from_slice(b"SEAGATE ST150176LW      0003");
+        assert!(!notags_quirk(&s));
+        s[32..36].copy_from_slice(b"0002");
+        assert!(notags_quirk(&s));
+    }
+
+    #[test]
     fn inquiry_parse() {
         let i = parse_inquiry(&inq_bytes(0x00, 0x06)).unwrap();
         assert_eq!(
@@ -380,6 +456,7 @@ mod tests {
                 device_type: 0,
                 removable: true,
                 version: 6,
+                cmdque: true,
                 vendor: "IET".into(),
                 product: "VIRTUAL-DISK".into(),
                 revision: "0001".into(),

@@ -11,8 +11,23 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 pub(crate) struct Sem {
-    free: Mutex<usize>,
+    state: Mutex<State>,
     cv: Condvar,
+}
+
+struct State {
+    free: usize,
+    /// The link is being detached: waiters give up (scsi_link_shutdown
+    /// wakes the processes sleeping for an xs with no io).
+    shut: bool,
+}
+
+/// Why no opening was had.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NoOpening {
+    Timeout,
+    /// The link went (`Sem::shut`).
+    Shut,
 }
 
 /// One opening; handed back on drop.
@@ -21,37 +36,51 @@ pub(crate) struct Permit(Arc<Sem>);
 impl Sem {
     pub(crate) fn new(n: usize) -> Arc<Sem> {
         Arc::new(Sem {
-            free: Mutex::new(n),
+            state: Mutex::new(State {
+                free: n,
+                shut: false,
+            }),
             cv: Condvar::new(),
         })
     }
 
     /// Takes an opening, waiting until `deadline` at most.
-    pub(crate) fn acquire(self: &Arc<Self>, deadline: Instant) -> Option<Permit> {
-        let mut free = lock(&self.free);
+    pub(crate) fn acquire(self: &Arc<Self>, deadline: Instant) -> Result<Permit, NoOpening> {
+        let mut st = lock(&self.state);
         loop {
-            if *free > 0 {
-                *free -= 1;
-                return Some(Permit(Arc::clone(self)));
+            if st.shut {
+                return Err(NoOpening::Shut);
             }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            free = self
+            if st.free > 0 {
+                st.free -= 1;
+                return Ok(Permit(Arc::clone(self)));
+            }
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .ok_or(NoOpening::Timeout)?;
+            st = self
                 .cv
-                .wait_timeout(free, left)
+                .wait_timeout(st, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
     }
 
+    /// Fails every waiter, now and later.
+    pub(crate) fn shut(&self) {
+        lock(&self.state).shut = true;
+        self.cv.notify_all();
+    }
+
     #[cfg(test)]
     pub(crate) fn available(&self) -> usize {
-        *lock(&self.free)
+        lock(&self.state).free
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        *lock(&self.0.free) += 1;
+        lock(&self.0.state).free += 1;
         self.0.cv.notify_one();
     }
 }
@@ -70,11 +99,11 @@ mod tests {
         let _b = s.acquire(soon()).unwrap();
         assert_eq!(s.available(), 0);
         let t0 = Instant::now();
-        assert!(s.acquire(soon()).is_none());
+        assert_eq!(s.acquire(soon()).err(), Some(NoOpening::Timeout));
         assert!(t0.elapsed() >= Duration::from_millis(25));
         drop(a);
         assert_eq!(s.available(), 1);
-        assert!(s.acquire(soon()).is_some());
+        assert!(s.acquire(soon()).is_ok());
     }
 
     #[test]
@@ -82,12 +111,20 @@ mod tests {
         let s = Sem::new(1);
         let p = s.acquire(Instant::now()).unwrap();
         let s2 = Arc::clone(&s);
-        let t = thread::spawn(move || {
-            s2.acquire(Instant::now() + Duration::from_secs(10))
-                .is_some()
-        });
+        let t = thread::spawn(move || s2.acquire(Instant::now() + Duration::from_secs(10)).is_ok());
         thread::sleep(Duration::from_millis(20));
         drop(p);
         assert!(t.join().unwrap());
+    }
+
+    #[test]
+    fn shut_fails_waiters_at_once() {
+        let s = Sem::new(1);
+        let _p = s.acquire(Instant::now()).unwrap();
+        let s2 = Arc::clone(&s);
+        let t = thread::spawn(move || s2.acquire(Instant::now() + Duration::from_secs(30)).err());
+        s.shut();
+        assert_eq!(t.join().unwrap(), Some(NoOpening::Shut));
+        assert_eq!(s.acquire(Instant::now()).err(), Some(NoOpening::Shut));
     }
 }

@@ -11,7 +11,7 @@ use super::link::Conn;
 use super::scsi::Inquiry;
 use super::sem::lock;
 use super::topo::Topo;
-use super::{EmuConfig, EmuError};
+use super::{DetachViolation, EmuConfig, EmuError};
 
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -39,6 +39,7 @@ pub(crate) struct Shared {
     tag: AtomicU32,
     pub(crate) ctr: Counters,
     log: Mutex<VecDeque<String>>,
+    violations: Mutex<Vec<DetachViolation>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -52,6 +53,7 @@ impl Shared {
             tag: AtomicU32::new(1),
             ctr: Counters::default(),
             log: Mutex::new(VecDeque::new()),
+            violations: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
         }
     }
@@ -122,6 +124,23 @@ impl Shared {
         self.note(msg);
     }
 
+    pub(crate) fn detach_violation(&self, v: DetachViolation) {
+        self.note(format!(
+            "REQDETACH {}/{} with {} command(s) of link {}/{} outstanding: {:?}",
+            v.target,
+            v.lun,
+            v.outstanding.len(),
+            v.link.0,
+            v.link.1,
+            v.outstanding
+        ));
+        lock(&self.violations).push(v);
+    }
+
+    pub(crate) fn detach_violations(&self) -> Vec<DetachViolation> {
+        lock(&self.violations).clone()
+    }
+
     pub(crate) fn has_link(&self, target: u32, lun: u32) -> bool {
         self.topo().has_link(target, lun)
     }
@@ -140,12 +159,13 @@ impl Shared {
         lun: u32,
         raw: Vec<u8>,
         inq: &Inquiry,
+        openings: usize,
         block_size: u32,
         blocks: u64,
     ) {
         let mut t = self.topo();
         if conn.is_alive() && !t.has_link(target, lun) {
-            t.attach_disk(target, lun, raw, inq, block_size, blocks);
+            t.attach_disk(target, lun, raw, inq, openings, block_size, blocks);
         }
         drop(t);
         self.changed.notify_all();
@@ -158,17 +178,21 @@ impl Shared {
         lun: u32,
         raw: Vec<u8>,
         inq: &Inquiry,
+        openings: usize,
     ) {
         let mut t = self.topo();
         if conn.is_alive() && !t.has_link(target, lun) {
-            t.attach_device(target, lun, raw, inq);
+            t.attach_device(target, lun, raw, inq, openings);
         }
         drop(t);
         self.changed.notify_all();
     }
 
-    pub(crate) fn detach(&self, target: i32, lun: i32) {
-        self.topo().detach(target, lun);
+    pub(crate) fn detach(&self, target: u32, lun: u32) {
+        // Links are named by what the bus holds: never a wildcard here.
+        if let (Ok(t), Ok(l)) = (i32::try_from(target), i32::try_from(lun)) {
+            self.topo().detach(t, l);
+        }
         self.changed.notify_all();
     }
 
