@@ -3,6 +3,7 @@
 //! as little as possible: it moves commands from the kernel to the engine
 //! and completions back, and keeps no state.
 
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -74,6 +75,12 @@ pub struct Relay {
     engine: ImsgBuf,
     parent: ImsgBuf,
     poll: Poll,
+    /// Commands taken from the device and not completed: tag -> (target,
+    /// LUN).
+    taken: HashMap<u32, (u32, u32)>,
+    /// Probe and detach requests in order; a detach waits at the front
+    /// while commands it would cover are taken (see `devevents`).
+    devevents: VecDeque<(u32, i32, i32)>,
 }
 
 impl Relay {
@@ -103,6 +110,8 @@ impl Relay {
             engine,
             parent,
             poll,
+            taken: HashMap::new(),
+            devevents: VecDeque::new(),
         })
     }
 
@@ -187,6 +196,7 @@ impl Relay {
     }
 
     fn forward(&mut self, i2t: I2t) -> io::Result<()> {
+        self.taken.insert(i2t.tag, (i2t.target, i2t.lun));
         let len = i2t.datalen as usize;
         if len > procmsg::MAX_DATA {
             warn!("tag {}: {len} bytes is more than we carry", i2t.tag);
@@ -210,6 +220,7 @@ impl Relay {
     }
 
     fn complete(&mut self, tag: u32, status: Status, sense: &[u8]) -> io::Result<()> {
+        self.taken.remove(&tag);
         match self.dev.t2i(tag, status, sense) {
             Ok(()) => Ok(()),
             Err(DevError::Closed) => Err(io::Error::other("device closed")),
@@ -241,6 +252,34 @@ impl Relay {
         }
     }
 
+    /// Does the device events that may go now, in order. A detach waits
+    /// while commands of what it covers are taken and not completed: the
+    /// kernel's detach task would sleep on them (scsi_link_shutdown), and
+    /// with it every later probe and detach. The engine answers every
+    /// command, so the wait ends.
+    fn devevents(&mut self) -> io::Result<()> {
+        while let Some(&(kind, t, l)) = self.devevents.front() {
+            let covers = |&(tt, ll): &(u32, u32)| {
+                i64::from(tt) == i64::from(t) && (l < 0 || i64::from(ll) == i64::from(l))
+            };
+            if kind == procmsg::DETACH && self.taken.values().any(covers) {
+                return Ok(());
+            }
+            self.devevents.pop_front();
+            let r = if kind == procmsg::PROBE {
+                self.dev.probe(t, l)
+            } else {
+                self.dev.detach(t, l)
+            };
+            match r {
+                Ok(()) => {}
+                Err(DevError::Closed) => return Err(io::Error::other("device closed")),
+                Err(e) => warn!("probe/detach {t}/{l}: {e}"),
+            }
+        }
+        Ok(())
+    }
+
     fn dispatch(&mut self, m: Imsg) -> io::Result<()> {
         match m.kind {
             procmsg::DONE => {
@@ -257,24 +296,14 @@ impl Relay {
                         return self.complete(d.tag, Status::Err, &[]);
                     }
                 }
-                self.complete(d.tag, d.status, &d.sense)
+                self.complete(d.tag, d.status, &d.sense)?;
+                self.devevents()
             }
             procmsg::PROBE | procmsg::DETACH => {
                 let (t, l) = procmsg::decode_devevent(&m.data)
                     .map_err(|e| io::Error::other(format!("bad device event: {e}")))?;
-                let r = if m.kind == procmsg::PROBE {
-                    self.dev.probe(t, l)
-                } else {
-                    self.dev.detach(t, l)
-                };
-                match r {
-                    Ok(()) => Ok(()),
-                    Err(DevError::Closed) => Err(io::Error::other("device closed")),
-                    Err(e) => {
-                        warn!("probe/detach {t}/{l}: {e}");
-                        Ok(())
-                    }
-                }
+                self.devevents.push_back((m.kind, t, l));
+                self.devevents()
             }
             k => Err(io::Error::other(format!(
                 "unexpected message {k} from engine"

@@ -337,13 +337,11 @@ fn detach_only_idle_luns(how: Leave) {
 }
 
 #[test]
-#[ignore = "BUG: on removal the engine sends REQDETACH while commands the relay took for the LUN are still unanswered (queued to the engine or in the session); OpenBSD's detach task then sleeps in scsi_link_shutdown"]
 fn detach_only_idle_luns_when_removed() {
     detach_only_idle_luns(Leave::Removed);
 }
 
 #[test]
-#[ignore = "BUG: on `disabled` the engine sends REQDETACH while commands the relay took for the LUN are still unanswered; OpenBSD's detach task then sleeps in scsi_link_shutdown"]
 fn detach_only_idle_luns_when_disabled() {
     detach_only_idle_luns(Leave::Disabled);
 }
