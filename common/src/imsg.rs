@@ -219,6 +219,8 @@ pub struct ImsgBuf {
     cmsg: Vec<u8>,
     /// Whether `read` asks for passed descriptors at all.
     recv_fds: bool,
+    /// The last read did not fill the room it had.
+    short_read: bool,
 }
 
 impl fmt::Debug for ImsgBuf {
@@ -247,6 +249,7 @@ impl ImsgBuf {
             fds: VecDeque::new(),
             cmsg: nix::cmsg_space!([RawFd; MAX_FDS_PER_READ]),
             recv_fds: true,
+            short_read: false,
         }
     }
 
@@ -398,8 +401,10 @@ impl ImsgBuf {
                 let Some(space) = self.rbuf.get_mut(self.rend..) else {
                     return Ok(0);
                 };
+                let room = space.len();
                 match nix::unistd::read(&self.sock, space) {
                     Ok(n) => {
+                        self.short_read = n < room;
                         self.rend = self.rend.saturating_add(n).min(self.rbuf.len());
                         return Ok(n);
                     }
@@ -409,6 +414,7 @@ impl ImsgBuf {
             }
         }
         loop {
+            let room = self.rbuf.len() - self.rend;
             let res = {
                 let Some(space) = self.rbuf.get_mut(self.rend..) else {
                     return Ok(0);
@@ -442,6 +448,7 @@ impl ImsgBuf {
                         set_cloexec(&fd);
                         self.fds.push_back(fd);
                     }
+                    self.short_read = n < room;
                     self.rend = self.rend.saturating_add(n).min(self.rbuf.len());
                     if truncated {
                         return Err(Error::ControlTruncated);
@@ -454,12 +461,6 @@ impl ImsgBuf {
         }
     }
 
-    /// Make at least READ_CHUNK bytes free after `rend`.
-    ///
-    /// Compacting copies the pending bytes, so it is done only when at
-    /// least as many bytes were consumed in front of them; otherwise the
-    /// buffer doubles. Both keep the total copying linear in the bytes
-    /// received, and the buffer ends up about twice the largest message.
     /// Gives the read buffer back while it holds nothing, and the write
     /// queue's while it is empty: a connection that is quiet between
     /// requests (a control client) then costs next to no memory.
@@ -474,11 +475,24 @@ impl ImsgBuf {
         }
     }
 
+    /// The last read returned less than it had room for: the socket is
+    /// drained, and with edge-triggered readiness another read would only
+    /// say EAGAIN (a new arrival raises a new event).
+    pub fn drained(&self) -> bool {
+        self.short_read
+    }
+
     /// Bytes of buffer held (read buffer and queued messages).
     pub fn buffer_bytes(&self) -> usize {
         self.rbuf.capacity() + self.wqueued
     }
 
+    /// Make at least READ_CHUNK bytes free after `rend`.
+    ///
+    /// Compacting copies the pending bytes, so it is done only when at
+    /// least as many bytes were consumed in front of them; otherwise the
+    /// buffer doubles. Both keep the total copying linear in the bytes
+    /// received, and the buffer ends up about twice the largest message.
     fn reserve_read_space(&mut self) {
         if self.rstart == self.rend {
             self.rstart = 0;

@@ -122,6 +122,13 @@ impl Engine {
                             s.rx_want = (s.rx_want * 2).min(RX_MAX);
                         }
                         self.init.rx_filled(conn, n, now);
+                        // A short read drained the socket; readiness is
+                        // edge-triggered, so new bytes bring a new event
+                        // and an EAGAIN read would only cost a syscall.
+                        if n < room {
+                            drained = true;
+                            break;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         drained = true;

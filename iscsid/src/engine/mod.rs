@@ -253,6 +253,7 @@ impl Engine {
                 Err(ImsgError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(io::Error::other(format!("relay channel: {e}"))),
             }
+            let drained = self.relay.drained();
             loop {
                 let m = match self.relay.get() {
                     Ok(Some(m)) => m,
@@ -269,6 +270,10 @@ impl Engine {
                     Ok(c) => self.command(c, now),
                     Err(e) => return Err(io::Error::other(format!("bad command from relay: {e}"))),
                 }
+            }
+            // A short read drained the socket: no EAGAIN read to prove it.
+            if drained {
+                return Ok(());
             }
         }
     }
