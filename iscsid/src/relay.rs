@@ -242,12 +242,18 @@ impl Relay {
                 }
                 Err(e) => return Err(io::Error::other(format!("engine channel: {e}"))),
             }
+            let drained = self.engine.drained();
             loop {
                 match self.engine.get() {
                     Ok(Some(m)) => self.dispatch(m)?,
                     Ok(None) => break,
                     Err(e) => return Err(io::Error::other(format!("engine channel: {e}"))),
                 }
+            }
+            // A short read drained the socket; the next message raises a
+            // new (edge-triggered) event, so no EAGAIN read to prove it.
+            if drained {
+                return Ok(true);
             }
         }
     }
