@@ -81,6 +81,8 @@ pub struct Relay {
     /// Probe and detach requests in order; a detach waits at the front
     /// while commands it would cover are taken (see `devevents`).
     devevents: VecDeque<(u32, i32, i32)>,
+    /// The engine channel is registered for writable events.
+    engine_writable: bool,
 }
 
 impl Relay {
@@ -98,7 +100,7 @@ impl Relay {
         poll.registry().register(
             &mut SourceFd(&engine.as_fd().as_raw_fd()),
             ENGINE,
-            Interest::READABLE | Interest::WRITABLE,
+            Interest::READABLE,
         )?;
         poll.registry().register(
             &mut SourceFd(&parent.as_fd().as_raw_fd()),
@@ -112,6 +114,7 @@ impl Relay {
             poll,
             taken: HashMap::new(),
             devevents: VecDeque::new(),
+            engine_writable: false,
         })
     }
 
@@ -165,8 +168,23 @@ impl Relay {
     fn flush_engine(&mut self) -> io::Result<()> {
         self.engine
             .flush()
-            .map(|_| ())
-            .map_err(|e| io::Error::other(format!("engine channel: {e}")))
+            .map_err(|e| io::Error::other(format!("engine channel: {e}")))?;
+        // Writable events only while messages wait for room: otherwise the
+        // engine reading each batch would wake us for nothing.
+        let waiting = self.engine.queued() > 0;
+        if waiting != self.engine_writable {
+            let interest = if waiting {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let fd = self.engine.as_fd().as_raw_fd();
+            self.poll
+                .registry()
+                .reregister(&mut SourceFd(&fd), ENGINE, interest)?;
+            self.engine_writable = waiting;
+        }
+        Ok(())
     }
 
     /// Ends a batch: what it left for the device goes in one write. The

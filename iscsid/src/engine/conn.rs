@@ -28,6 +28,10 @@ pub struct Socket {
     pub connected: bool,
     /// How much the next read asks for.
     pub rx_want: usize,
+    /// Registered for writable events too: while connecting, and while
+    /// bytes wait for room. Otherwise every ACK that frees send buffer
+    /// would wake the loop for nothing.
+    pub writable: bool,
 }
 
 fn cause(e: &io::Error) -> CloseCause {
@@ -62,6 +66,7 @@ impl Engine {
                 conn,
                 connected: false,
                 rx_want: RX_MIN,
+                writable: true,
             },
         );
         self.conn_tokens.insert(conn, token);
@@ -146,11 +151,10 @@ impl Engine {
 
     /// Writes what the core has queued; false if the connection is gone.
     pub(super) fn flush_conn(&mut self, conn: ConnId, now: Instant) -> bool {
-        let Some(s) = self
-            .conn_tokens
-            .get(&conn)
-            .and_then(|t| self.sockets.get_mut(t))
-        else {
+        let Some(&token) = self.conn_tokens.get(&conn) else {
+            return false;
+        };
+        let Some(s) = self.sockets.get_mut(&token) else {
             return false;
         };
         if !s.connected {
@@ -159,6 +163,13 @@ impl Engine {
         loop {
             let data = self.init.tx_data(conn);
             if data.is_empty() {
+                if s.writable {
+                    s.writable = false;
+                    let _ =
+                        self.poll
+                            .registry()
+                            .reregister(&mut s.stream, token, Interest::READABLE);
+                }
                 return true;
             }
             match s.stream.write(data) {
@@ -167,7 +178,21 @@ impl Engine {
                     return false;
                 }
                 Ok(n) => self.init.tx_advance(conn, n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !s.writable {
+                        s.writable = true;
+                        let interest = Interest::READABLE | Interest::WRITABLE;
+                        let r = self
+                            .poll
+                            .registry()
+                            .reregister(&mut s.stream, token, interest);
+                        if let Err(e) = r {
+                            self.lost(conn, cause(&e), now);
+                            return false;
+                        }
+                    }
+                    return true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.lost(conn, cause(&e), now);

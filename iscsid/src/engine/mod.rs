@@ -60,6 +60,8 @@ pub struct Engine {
     clients: BTreeMap<Token, Client>,
     /// Clients are being turned away (logged once per burst).
     clients_full: bool,
+    /// The relay channel is registered for writable events.
+    relay_writable: bool,
     sockets: HashMap<Token, Socket>,
     conn_tokens: HashMap<ConnId, Token>,
     next_token: usize,
@@ -114,7 +116,7 @@ impl Engine {
         reg.register(
             &mut SourceFd(&relay.as_fd().as_raw_fd()),
             RELAY,
-            Interest::READABLE | Interest::WRITABLE,
+            Interest::READABLE,
         )?;
         reg.register(
             &mut SourceFd(&parent.as_fd().as_raw_fd()),
@@ -137,6 +139,7 @@ impl Engine {
             signals: sig_r,
             clients: BTreeMap::new(),
             clients_full: false,
+            relay_writable: false,
             sockets: HashMap::new(),
             conn_tokens: HashMap::new(),
             next_token: FIRST_DYNAMIC,
@@ -342,6 +345,25 @@ impl Engine {
     fn flush_all(&mut self) {
         if let Err(e) = self.relay.flush() {
             error!("relay channel: {e}");
+        }
+        // Writable events only while messages wait for room: otherwise the
+        // relay reading each batch would wake us for nothing.
+        let waiting = self.relay.queued() > 0;
+        if waiting != self.relay_writable {
+            let interest = if waiting {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let fd = self.relay.as_fd().as_raw_fd();
+            match self
+                .poll
+                .registry()
+                .reregister(&mut SourceFd(&fd), RELAY, interest)
+            {
+                Ok(()) => self.relay_writable = waiting,
+                Err(e) => error!("relay channel: {e}"),
+            }
         }
         for c in self.clients.values_mut() {
             let _ = c.ib.flush();
