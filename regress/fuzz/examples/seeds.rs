@@ -692,7 +692,11 @@ fn main() {
             sense: [0; 18],
         },
         Msg::Probe { target: 1, lun: 0 },
-        Msg::Detach { target: 1, lun: 0 },
+        Msg::Detach {
+            target: 1,
+            lun: 0,
+            busy: iscsid::vscsi::emuproto::tag_bytes([9]),
+        },
     ];
     let mut s = vec![2];
     for m in &msgs {
