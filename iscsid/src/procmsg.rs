@@ -233,6 +233,31 @@ pub fn decode_devevent(b: &[u8]) -> Result<(i32, i32), MsgError> {
     Ok(v)
 }
 
+/// Registers the relay<->engine channel for writable events only while
+/// messages wait for room: otherwise the peer reading each batch would wake
+/// the loop for nothing. `registered` says what it is registered for now.
+pub fn want_writable(
+    reg: &mio::Registry,
+    ch: &common::imsg::ImsgBuf,
+    token: mio::Token,
+    registered: &mut bool,
+) -> std::io::Result<()> {
+    use mio::Interest;
+    use std::os::fd::AsRawFd;
+    let waiting = ch.queued() > 0;
+    if waiting != *registered {
+        let interest = if waiting {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let fd = ch.as_fd().as_raw_fd();
+        reg.reregister(&mut mio::unix::SourceFd(&fd), token, interest)?;
+        *registered = waiting;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -169,21 +169,12 @@ impl Relay {
         self.engine
             .flush()
             .map_err(|e| io::Error::other(format!("engine channel: {e}")))?;
-        // Writable events only while messages wait for room: otherwise the
-        // engine reading each batch would wake us for nothing.
-        let waiting = self.engine.queued() > 0;
-        if waiting != self.engine_writable {
-            let interest = if waiting {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            let fd = self.engine.as_fd().as_raw_fd();
-            self.poll
-                .registry()
-                .reregister(&mut SourceFd(&fd), ENGINE, interest)?;
-            self.engine_writable = waiting;
-        }
+        procmsg::want_writable(
+            self.poll.registry(),
+            &self.engine,
+            ENGINE,
+            &mut self.engine_writable,
+        )?;
         Ok(())
     }
 

@@ -346,24 +346,13 @@ impl Engine {
         if let Err(e) = self.relay.flush() {
             error!("relay channel: {e}");
         }
-        // Writable events only while messages wait for room: otherwise the
-        // relay reading each batch would wake us for nothing.
-        let waiting = self.relay.queued() > 0;
-        if waiting != self.relay_writable {
-            let interest = if waiting {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            let fd = self.relay.as_fd().as_raw_fd();
-            match self
-                .poll
-                .registry()
-                .reregister(&mut SourceFd(&fd), RELAY, interest)
-            {
-                Ok(()) => self.relay_writable = waiting,
-                Err(e) => error!("relay channel: {e}"),
-            }
+        if let Err(e) = procmsg::want_writable(
+            self.poll.registry(),
+            &self.relay,
+            RELAY,
+            &mut self.relay_writable,
+        ) {
+            error!("relay channel: {e}");
         }
         for c in self.clients.values_mut() {
             let _ = c.ib.flush();
