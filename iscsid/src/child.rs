@@ -78,8 +78,12 @@ impl Role {
     /// The descriptors the parent sends this child, by message kind.
     pub fn wants(self) -> &'static [u32] {
         match self {
-            Role::Relay => &[procmsg::DEVICE, procmsg::RELAY_CHANNEL],
-            Role::Engine => &[procmsg::CONTROL_SOCKET, procmsg::RELAY_CHANNEL],
+            Role::Relay => &[procmsg::DEVICE, procmsg::RELAY_CHANNEL, procmsg::ARENA],
+            Role::Engine => &[
+                procmsg::CONTROL_SOCKET,
+                procmsg::RELAY_CHANNEL,
+                procmsg::ARENA,
+            ],
         }
     }
 }
@@ -321,9 +325,11 @@ mod tests {
         let (_p, c) = parent_sends(&[
             (procmsg::DEVICE, true),
             (procmsg::RELAY_CHANNEL, true),
+            (procmsg::ARENA, true),
             (procmsg::GO, false),
         ]);
         let mut s = Startup::receive(c, Role::Relay).unwrap();
+        assert!(s.take(procmsg::ARENA).is_ok());
         assert!(s.take(procmsg::RELAY_CHANNEL).is_ok());
         assert!(s.take(procmsg::DEVICE).is_ok());
         assert!(matches!(
@@ -372,6 +378,7 @@ mod tests {
         assert_ne!(Role::Relay.flag(), Role::Engine.flag());
         for r in Role::ALL {
             assert!(r.wants().contains(&procmsg::RELAY_CHANNEL));
+            assert!(r.wants().contains(&procmsg::ARENA));
         }
     }
 }

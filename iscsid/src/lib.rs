@@ -4,6 +4,7 @@
 //! relay. The processes (`parent`, `relay`, `engine`) are thin shells
 //! around them.
 
+pub mod arena;
 pub mod child;
 pub mod engine;
 pub mod malloc;

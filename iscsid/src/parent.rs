@@ -23,6 +23,7 @@ use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{execvp, fork, ForkResult, Pid};
 
+use crate::arena;
 use crate::child::{self, Role, CHANNEL_FD};
 use crate::privdrop;
 use crate::procmsg;
@@ -54,12 +55,14 @@ pub enum StartError {
     Exe(io::Error),
     /// A child's argument that cannot be passed to exec.
     NulInArgument(String),
+    Arena(arena::ArenaError),
 }
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::NotRoot => write!(f, "need root privileges"),
+            StartError::Arena(e) => write!(f, "{e}"),
             StartError::Priv(e) => write!(f, "{e}"),
             StartError::SocketInUse(p) => {
                 write!(f, "{}: in use by another iscsid", p.display())
@@ -323,15 +326,22 @@ pub fn run(opts: &Options) -> Result<i32, StartError> {
     }
 
     let (r_end, e_end) = relay_pair()?;
+    let arena = arena::create().map_err(StartError::Arena)?;
+    let arena2 = nix::unistd::dup(&arena).map_err(|e| StartError::Sys("dup", e))?;
     let _p_relay = send(
         p_relay,
-        vec![(procmsg::DEVICE, device), (procmsg::RELAY_CHANNEL, r_end)],
+        vec![
+            (procmsg::DEVICE, device),
+            (procmsg::RELAY_CHANNEL, r_end),
+            (procmsg::ARENA, arena),
+        ],
     )?;
     let _p_engine = send(
         p_engine,
         vec![
             (procmsg::CONTROL_SOCKET, listener.into()),
             (procmsg::RELAY_CHANNEL, e_end),
+            (procmsg::ARENA, arena2),
         ],
     )?;
     sandbox_parent(&opts.socket);

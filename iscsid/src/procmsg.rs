@@ -7,14 +7,18 @@
 //! a catch-all for kinds it does not expect anyway.
 //!
 //! On the relay <-> engine channel write data travels with the command and
-//! read data with the completion, so the engine never waits on the relay
-//! and the relay keeps no state.
+//! read data with the completion, so the engine never waits on the relay.
+//! Both normally stay in the command's slot of the shared data arena
+//! (`crate::arena`, which counts the copies): the command names the slot,
+//! the completion says how much read data the engine left there. Data
+//! without a slot goes inline, before the message's trailer.
 
 use std::fmt;
 
 use common::imsg::HEADER_SIZE;
 use common::wire::{Reader, WireError, Writer};
 
+use crate::arena::Slot;
 use crate::vscsi::{Dir, I2t, Status, CDB_MAX, SENSE_LEN};
 
 // parent -> child, at start-up only (see `crate::child::Startup`).
@@ -27,6 +31,8 @@ pub const RELAY_CHANNEL: u32 = 2;
 pub const DEVICE: u32 = 3;
 /// parent -> child: every descriptor has been sent; start working.
 pub const GO: u32 = 4;
+/// parent -> relay, parent -> engine: the shared data arena (fd).
+pub const ARENA: u32 = 5;
 
 // relay <-> engine.
 
@@ -76,27 +82,35 @@ const _: () = assert!(MAX_DATA + max(CMD_TRAILER, DONE_TRAILER) + HEADER_SIZE <=
 // The socket buffers take the burst they are sized for.
 const _: () = assert!(RELAY_SOCKBUF >= RELAY_BURST * MAX_KERNEL_MSG);
 
-/// A kernel command and, for writes, all of its data.
+/// A kernel command and, for writes, all of its data: in its arena slot
+/// if it has one, inline otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cmd {
     pub i2t: I2t,
+    pub slot: Option<Slot>,
     pub data: Vec<u8>,
 }
 
-/// A completion and, for reads, the data to hand to the kernel.
+/// A completion and, for reads, the data to hand to the kernel: the first
+/// `in_slot` bytes of the command's slot, or inline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Done {
     pub tag: u32,
     pub status: Status,
     pub sense: Vec<u8>,
+    pub in_slot: u32,
     pub data: Vec<u8>,
 }
+
+/// The slot field of a command that has none.
+const NO_SLOT: u32 = u32::MAX;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MsgError {
     Wire(WireError),
     BadDir(u8),
     BadStatus(u8),
+    BadSlot(u32),
     CdbTooLong(u8),
     SenseTooLong(usize),
 }
@@ -107,6 +121,7 @@ impl fmt::Display for MsgError {
             MsgError::Wire(e) => write!(f, "{e}"),
             MsgError::BadDir(d) => write!(f, "bad direction {d}"),
             MsgError::BadStatus(s) => write!(f, "bad status {s}"),
+            MsgError::BadSlot(s) => write!(f, "bad arena slot {s}"),
             MsgError::CdbTooLong(n) => write!(f, "CDB of {n} bytes"),
             MsgError::SenseTooLong(n) => write!(f, "sense of {n} bytes"),
         }
@@ -122,9 +137,9 @@ impl From<WireError> for MsgError {
 }
 
 /// Bytes of the fixed part after a command's data.
-pub const CMD_TRAILER: usize = 4 + 4 + 4 + 1 + 1 + CDB_MAX + 4;
+pub const CMD_TRAILER: usize = 4 + 4 + 4 + 1 + 1 + CDB_MAX + 4 + 4;
 /// Bytes of the fixed part after a completion's data.
-pub const DONE_TRAILER: usize = 4 + 1 + 1 + SENSE_LEN;
+pub const DONE_TRAILER: usize = 4 + 1 + 1 + SENSE_LEN + 4;
 
 /// Splits a message into data and its fixed-size trailer. The fixed part
 /// goes last so that the data is the front of the buffer the message came
@@ -144,7 +159,7 @@ fn split_trailer(mut v: Vec<u8>, n: usize) -> Result<(Vec<u8>, Vec<u8>), MsgErro
 }
 
 impl Cmd {
-    pub fn trailer(i2t: &I2t) -> Vec<u8> {
+    pub fn trailer(i2t: &I2t, slot: Option<Slot>) -> Vec<u8> {
         let mut w = Writer::new();
         w.u32(i2t.tag)
             .u32(i2t.target)
@@ -152,7 +167,8 @@ impl Cmd {
             .u8(u8::try_from(i2t.dir.raw()).unwrap_or(0))
             .u8(i2t.cdblen)
             .raw(&i2t.cdb)
-            .u32(i2t.datalen);
+            .u32(i2t.datalen)
+            .u32(slot.map_or(NO_SLOT, u32::from));
         w.into_inner()
     }
 
@@ -171,6 +187,10 @@ impl Cmd {
         let mut cdb = [0u8; CDB_MAX];
         cdb.copy_from_slice(r.take(CDB_MAX)?);
         let datalen = r.u32()?;
+        let slot = match r.u32()? {
+            NO_SLOT => None,
+            s => Some(Slot::try_from(s).map_err(|_| MsgError::BadSlot(s))?),
+        };
         Ok(Cmd {
             i2t: I2t {
                 tag,
@@ -181,13 +201,14 @@ impl Cmd {
                 datalen,
                 dir,
             },
+            slot,
             data,
         })
     }
 }
 
 impl Done {
-    pub fn trailer(tag: u32, status: Status, sense: &[u8]) -> Vec<u8> {
+    pub fn trailer(tag: u32, status: Status, sense: &[u8], in_slot: u32) -> Vec<u8> {
         let sense = &sense[..sense.len().min(SENSE_LEN)];
         let mut padded = [0u8; SENSE_LEN];
         padded[..sense.len()].copy_from_slice(sense);
@@ -195,7 +216,8 @@ impl Done {
         w.u32(tag)
             .u8(u8::try_from(status.raw()).unwrap_or(3))
             .u8(sense.len() as u8)
-            .raw(&padded);
+            .raw(&padded)
+            .u32(in_slot);
         w.into_inner()
     }
 
@@ -210,10 +232,12 @@ impl Done {
             return Err(MsgError::SenseTooLong(n));
         }
         let sense = r.take(SENSE_LEN)?[..n].to_vec();
+        let in_slot = r.u32()?;
         Ok(Done {
             tag,
             status,
             sense,
+            in_slot,
             data,
         })
     }
@@ -283,6 +307,7 @@ mod tests {
             RELAY_CHANNEL,
             DEVICE,
             GO,
+            ARENA,
             CMD,
             DONE,
             PROBE,
@@ -296,33 +321,38 @@ mod tests {
     #[test]
     fn cmd_round_trip() {
         let mut b = vec![1, 2, 3, 4];
-        b.extend_from_slice(&Cmd::trailer(&i2t()));
-        assert_eq!(Cmd::trailer(&i2t()).len(), CMD_TRAILER);
+        b.extend_from_slice(&Cmd::trailer(&i2t(), None));
+        assert_eq!(Cmd::trailer(&i2t(), None).len(), CMD_TRAILER);
         let c = Cmd::decode(b).unwrap();
-        assert_eq!(c.i2t, i2t());
+        assert_eq!((&c.i2t, c.slot), (&i2t(), None));
         assert_eq!(c.data, [1, 2, 3, 4]);
+        let c = Cmd::decode(Cmd::trailer(&i2t(), Some(255))).unwrap();
+        assert_eq!((c.slot, c.data.len()), (Some(255), 0));
+        let mut bad = Cmd::trailer(&i2t(), None);
+        bad[CMD_TRAILER - 4..].copy_from_slice(&0x1_0000u32.to_be_bytes());
+        assert_eq!(Cmd::decode(bad), Err(MsgError::BadSlot(0x1_0000)));
     }
 
     #[test]
     fn done_round_trip_and_garbage() {
         let mut b = vec![0xaa];
-        b.extend_from_slice(&Done::trailer(9, Status::Sense, &[0x70, 0, 5]));
+        b.extend_from_slice(&Done::trailer(9, Status::Sense, &[0x70, 0, 5], 77));
         let d = Done::decode(b).unwrap();
-        assert_eq!((d.tag, d.status), (9, Status::Sense));
+        assert_eq!((d.tag, d.status, d.in_slot), (9, Status::Sense, 77));
         assert_eq!(d.sense, [0x70, 0, 5]);
         assert_eq!(d.data, [0xaa]);
-        let mut bad = Done::trailer(1, Status::Done, &[]);
+        let mut bad = Done::trailer(1, Status::Done, &[], 0);
         bad[4] = 9;
         assert_eq!(Done::decode(bad), Err(MsgError::BadStatus(9)));
-        let mut bad = Done::trailer(1, Status::Done, &[]);
+        let mut bad = Done::trailer(1, Status::Done, &[], 0);
         bad[5] = 19;
         assert_eq!(Done::decode(bad), Err(MsgError::SenseTooLong(19)));
         assert!(Done::decode(vec![0, 0]).is_err());
         assert!(Cmd::decode(vec![0; CMD_TRAILER - 1]).is_err());
-        let mut bad = Cmd::trailer(&i2t());
+        let mut bad = Cmd::trailer(&i2t(), None);
         bad[13] = 17;
         assert_eq!(Cmd::decode(bad), Err(MsgError::CdbTooLong(17)));
-        let mut bad = Cmd::trailer(&i2t());
+        let mut bad = Cmd::trailer(&i2t(), None);
         bad[12] = 5;
         assert_eq!(Cmd::decode(bad), Err(MsgError::BadDir(5)));
     }

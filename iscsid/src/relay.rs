@@ -1,7 +1,8 @@
 //! The vscsi relay: the only process that holds the device. pledge(2) has
 //! no promise for vscsi(4) ioctls, so this process stays unpledged and does
 //! as little as possible: it moves commands from the kernel to the engine
-//! and completions back, and keeps no state.
+//! and completions back. Its state is which commands it took (for detach
+//! ordering) and which data arena slot each holds (`crate::arena`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -12,6 +13,7 @@ use log::{debug, error, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::arena::{Arena, FreeSlots, Slot};
 use crate::child::{self, Startup};
 use crate::procmsg::{self, Cmd, Done};
 use crate::vscsi::{self, DevError, Device, Dir, I2t, Status};
@@ -23,10 +25,14 @@ const PARENT: Token = Token(2);
 /// The relay's start, after `child::main` has dropped privileges and
 /// received the descriptors.
 pub fn main(mut startup: Startup) -> i32 {
-    let fds = startup
-        .take(procmsg::DEVICE)
-        .and_then(|d| Ok((d, startup.take(procmsg::RELAY_CHANNEL)?)));
-    let (dev, engine) = match fds {
+    let fds = startup.take(procmsg::DEVICE).and_then(|d| {
+        Ok((
+            d,
+            startup.take(procmsg::RELAY_CHANNEL)?,
+            startup.take(procmsg::ARENA)?,
+        ))
+    });
+    let (dev, engine, arena) = match fds {
         Ok(v) => v,
         Err(e) => {
             error!("{e}");
@@ -40,6 +46,13 @@ pub fn main(mut startup: Startup) -> i32 {
             return 1;
         }
     };
+    let arena = match Arena::map(&arena) {
+        Ok(a) => a,
+        Err(e) => {
+            error!("{e}");
+            return 1;
+        }
+    };
     // Shutdown comes from the engine closing the channel, not from signals
     // (a ^C in the foreground reaches every process of the group). Ignored
     // first, unblocked after: a signal pending since the fork is dropped.
@@ -48,7 +61,7 @@ pub fn main(mut startup: Startup) -> i32 {
         error!("{e}");
         return 1;
     }
-    match Relay::new(dev, engine, startup.parent).and_then(|mut r| r.run()) {
+    match Relay::new(dev, engine, startup.parent, arena).and_then(|mut r| r.run()) {
         Ok(()) => 0,
         Err(e) => {
             error!("{e}");
@@ -70,14 +83,23 @@ fn ignore_signals() {
     }
 }
 
+/// A command taken from the device and not completed.
+struct Taken {
+    target: u32,
+    lun: u32,
+    /// Its data's arena slot, if it has one.
+    slot: Option<Slot>,
+}
+
 pub struct Relay {
     dev: Box<dyn Device>,
     engine: ImsgBuf,
     parent: ImsgBuf,
     poll: Poll,
-    /// Commands taken from the device and not completed: tag -> (target,
-    /// LUN).
-    taken: HashMap<u32, (u32, u32)>,
+    /// Commands taken from the device and not completed, by tag.
+    taken: HashMap<u32, Taken>,
+    arena: Arena,
+    free: FreeSlots,
     /// Probe and detach requests in order; a detach waits at the front
     /// while commands it would cover are taken (see `devevents`).
     devevents: VecDeque<(u32, i32, i32)>,
@@ -86,7 +108,12 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(dev: Box<dyn Device>, engine: OwnedFd, parent: ImsgBuf) -> io::Result<Relay> {
+    pub fn new(
+        dev: Box<dyn Device>,
+        engine: OwnedFd,
+        parent: ImsgBuf,
+        arena: Arena,
+    ) -> io::Result<Relay> {
         let poll = Poll::new()?;
         set_nonblocking(&engine)?;
         set_nonblocking(parent.as_fd())?;
@@ -113,6 +140,8 @@ impl Relay {
             parent,
             poll,
             taken: HashMap::new(),
+            arena,
+            free: FreeSlots::default(),
             devevents: VecDeque::new(),
             engine_writable: false,
         })
@@ -205,16 +234,35 @@ impl Relay {
     }
 
     fn forward(&mut self, i2t: I2t) -> io::Result<()> {
-        self.taken.insert(i2t.tag, (i2t.target, i2t.lun));
         let len = i2t.datalen as usize;
+        // A slot for any data that fits one; the rest goes inline.
+        let slot = if len > 0 && self.arena.get(0, len).is_some() {
+            self.free.take()
+        } else {
+            None
+        };
+        self.taken.insert(
+            i2t.tag,
+            Taken {
+                target: i2t.target,
+                lun: i2t.lun,
+                slot,
+            },
+        );
         if len > procmsg::MAX_DATA {
             warn!("tag {}: {len} bytes is more than we carry", i2t.tag);
             return self.complete(i2t.tag, Status::Err, &[]);
         }
-        let mut data = Vec::new();
+        let mut inline = Vec::new();
         if i2t.dir == Dir::Write && len > 0 {
-            data.resize(len, 0);
-            if let Err(e) = self.dev.data_write(i2t.tag, &mut data) {
+            let buf = match slot.and_then(|s| self.arena.get_mut(s, len)) {
+                Some(b) => b,
+                None => {
+                    inline.resize(len, 0);
+                    &mut inline[..]
+                }
+            };
+            if let Err(e) = self.dev.data_write(i2t.tag, buf) {
                 if matches!(e, DevError::Closed) {
                     return Err(io::Error::other("device closed"));
                 }
@@ -222,14 +270,16 @@ impl Relay {
                 return self.complete(i2t.tag, Status::Err, &[]);
             }
         }
-        let trailer = Cmd::trailer(&i2t);
+        let trailer = Cmd::trailer(&i2t, slot);
         self.engine
-            .compose_parts(procmsg::CMD, 0, 0, &[&data, &trailer], None)
+            .compose_parts(procmsg::CMD, 0, 0, &[&inline, &trailer], None)
             .map_err(|e| io::Error::other(format!("engine channel: {e}")))
     }
 
     fn complete(&mut self, tag: u32, status: Status, sense: &[u8]) -> io::Result<()> {
-        self.taken.remove(&tag);
+        if let Some(s) = self.taken.remove(&tag).and_then(|t| t.slot) {
+            self.free.give(s);
+        }
         match self.dev.t2i(tag, status, sense) {
             Ok(()) => Ok(()),
             Err(DevError::Closed) => Err(io::Error::other("device closed")),
@@ -274,8 +324,8 @@ impl Relay {
     /// command, so the wait ends.
     fn devevents(&mut self) -> io::Result<()> {
         while let Some(&(kind, t, l)) = self.devevents.front() {
-            let covers = |&(tt, ll): &(u32, u32)| {
-                i64::from(tt) == i64::from(t) && (l < 0 || i64::from(ll) == i64::from(l))
+            let covers = |c: &Taken| {
+                i64::from(c.target) == i64::from(t) && (l < 0 || i64::from(c.lun) == i64::from(l))
             };
             if kind == procmsg::DETACH && self.taken.values().any(covers) {
                 return Ok(());
@@ -302,8 +352,12 @@ impl Relay {
                     Ok(d) => d,
                     Err(e) => return Err(io::Error::other(format!("bad DONE: {e}"))),
                 };
-                if !d.data.is_empty() {
-                    if let Err(e) = self.dev.data_read(d.tag, &d.data) {
+                let Some(data) = read_data(&self.taken, &self.arena, &d) else {
+                    warn!("tag {}: read data not where the command has it", d.tag);
+                    return self.complete(d.tag, Status::Err, &[]);
+                };
+                if !data.is_empty() {
+                    if let Err(e) = self.dev.data_read(d.tag, data) {
                         if matches!(e, DevError::Closed) {
                             return Err(io::Error::other("device closed"));
                         }
@@ -324,6 +378,17 @@ impl Relay {
                 "unexpected message {k} from engine"
             ))),
         }
+    }
+}
+
+/// A completion's read data: in the command's own slot (our record, not
+/// the engine's word) or inline, never both. None if the engine broke
+/// that. Its length is the kernel's to check (vscsi_data: ENOMEM).
+fn read_data<'a>(taken: &HashMap<u32, Taken>, arena: &'a Arena, d: &'a Done) -> Option<&'a [u8]> {
+    match taken.get(&d.tag).and_then(|t| t.slot) {
+        Some(s) if d.data.is_empty() => arena.get(s, d.in_slot as usize),
+        None if d.in_slot == 0 => Some(&d.data),
+        _ => None,
     }
 }
 

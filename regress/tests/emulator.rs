@@ -1193,61 +1193,85 @@ fn detach_waits_for_the_links_commands_and_is_recorded() {
 /// kernel refuses fails that command with ERR (XS_DRIVER_STUFFUP), as on
 /// OpenBSD where VSCSI_DATA_READ returns the errno and the relay completes
 /// the command with VSCSI_STAT_ERR; a completion for a tag the kernel does
-/// not know (EFAULT) is logged and dropped. The relay lives on.
+/// not know (EFAULT) is logged and dropped; read data that is not where
+/// the relay put the command's (inline for a command with an arena slot)
+/// fails the command without reaching the kernel. The relay lives on.
 #[test]
 fn the_relay_fails_commands_whose_data_the_kernel_refuses() {
     use common::imsg::ImsgBuf;
+    use iscsid::arena::{self, Arena, Slot};
     use iscsid::procmsg::{self, Cmd, Done};
     let emu = Emulator::listen(&sock_path("relayerr")).unwrap();
     let fd = emu::open(emu.path()).unwrap();
     let (engine, theirs) = UnixStream::pair().unwrap();
     let (_parent, parents) = UnixStream::pair().unwrap();
+    let region = arena::create().unwrap();
+    let relay_arena = Arena::map(&region).unwrap();
+    let mut mine = Arena::map(&region).unwrap();
     let relay = thread::spawn(move || {
         // As the relay process picks its device.
         let dev = iscsid::vscsi::from_fd(fd).unwrap();
-        iscsid::relay::Relay::new(dev, theirs.into(), ImsgBuf::new(parents.into()))
-            .and_then(|mut r| r.run())
+        iscsid::relay::Relay::new(
+            dev,
+            theirs.into(),
+            ImsgBuf::new(parents.into()),
+            relay_arena,
+        )
+        .and_then(|mut r| r.run())
     });
     let mut eng = ImsgBuf::new(engine.into());
     let eng = &mut eng;
     let emu = &emu;
-    // Completes `tag` with `data`.
-    let done = |eng: &mut ImsgBuf, tag: u32, data: &[u8]| {
-        let t = Done::trailer(tag, Status::Done, &[]);
-        eng.compose_parts(procmsg::DONE, 0, 0, &[data, &t], None)
-            .unwrap();
-        eng.write_all().unwrap();
-    };
-    // The next command's tag.
+    // Completes a command with `data`: in its slot, as the engine does,
+    // or inline.
+    let mut done =
+        |eng: &mut ImsgBuf, (tag, slot): (u32, Option<Slot>), data: &[u8], inline: bool| {
+            let (inline, n) = match slot {
+                Some(s) if !inline => {
+                    mine.get_mut(s, data.len()).unwrap().copy_from_slice(data);
+                    (&[][..], data.len() as u32)
+                }
+                _ => (data, 0),
+            };
+            let t = Done::trailer(tag, Status::Done, &[], n);
+            eng.compose_parts(procmsg::DONE, 0, 0, &[inline, &t], None)
+                .unwrap();
+            eng.write_all().unwrap();
+        };
+    // The next command's tag and slot.
     let next = |eng: &mut ImsgBuf| {
         let m = eng.recv_blocking().unwrap().expect("a command");
         assert_eq!(m.kind, procmsg::CMD);
-        Cmd::decode(m.data).unwrap().i2t.tag
+        let c = Cmd::decode(m.data).unwrap();
+        assert!(c.slot.is_some(), "an 8-byte command has a slot");
+        (c.i2t.tag, c.slot)
     };
     let read10 = scsi::read_10(0, 1);
     let write10 = scsi::write_10(0, 1);
-    let cases: [(&[u8], Dir, &[u8]); 3] = [
+    let cases: [(&[u8], Dir, &[u8], bool); 4] = [
         // ENOMEM: 9 bytes for an 8-byte read.
-        (&read10, Dir::Read, &[1; 9]),
+        (&read10, Dir::Read, &[1; 9], false),
         // Read data for a write: the relay fetched all its write data, so
         // vscsi_data's ENOMEM check (before the direction's) refuses it.
-        (&write10, Dir::Write, &[2; 4]),
+        (&write10, Dir::Write, &[2; 4], false),
+        // Inline data for a command with a slot: the relay refuses it.
+        (&read10, Dir::Read, &[6; 8], true),
         // Fine: the relay is still there.
-        (&read10, Dir::Read, &[3; 8]),
+        (&read10, Dir::Read, &[3; 8], false),
     ];
     let stray = thread::scope(|s| {
         let mut stray = 0;
-        for (i, (cdb, dir, data)) in cases.into_iter().enumerate() {
+        for (i, (cdb, dir, data, inline)) in cases.into_iter().enumerate() {
             let out = vec![7u8; 8];
             let h = s.spawn(move || emu.command(0, 0, cdb, dir, 8, &out, T));
-            let tag = next(eng);
-            done(eng, tag, data);
+            let cmd = next(eng);
+            done(eng, cmd, data, inline);
             let r = h.join().unwrap().unwrap();
-            if i < 2 {
+            if i < 3 {
                 assert_eq!((r.status, r.data.len()), (Status::Err, 0), "case {i}");
             } else {
                 assert_eq!((r.status, r.data), (Status::Done, vec![3; 8]));
-                stray = tag + 1000;
+                stray = cmd.0 + 1000;
             }
         }
         stray
@@ -1257,13 +1281,14 @@ fn the_relay_fails_commands_whose_data_the_kernel_refuses() {
     thread::scope(|s| {
         let h = s.spawn(|| emu.command(0, 0, &read10, Dir::Read, 8, &[], T));
         let real = next(eng);
-        done(eng, stray, &[4; 8]);
-        done(eng, real, &[5; 8]);
+        done(eng, (stray, None), &[4; 8], true);
+        done(eng, real, &[5; 8], false);
         let r = h.join().unwrap().unwrap();
         assert_eq!((r.status, r.data), (Status::Done, vec![5; 8]));
     });
     assert!(!relay.is_finished());
-    // Every refusal reached the emulator as what the kernel would refuse.
+    // Every refusal reached the emulator as what the kernel would refuse;
+    // the inline data for a slotted command never did.
     let log = emu.protocol_log();
     let want = [
         "DATA_READ tag 1 len 9: ENOMEM",
@@ -1274,6 +1299,10 @@ fn the_relay_fails_commands_whose_data_the_kernel_refuses() {
     for e in want {
         assert!(log.iter().any(|l| l.contains(e)), "{e}: {log:?}");
     }
+    assert!(
+        !log.iter().any(|l| l.contains("DATA_READ tag 3")),
+        "{log:?}"
+    );
     // The engine goes: the relay ends cleanly.
     *eng = ImsgBuf::new(UnixStream::pair().unwrap().0.into());
     relay.join().unwrap().unwrap();

@@ -25,6 +25,7 @@ use mio::{Events, Interest, Poll, Token};
 use proto::initiator::{Action, ConnId, Entropy, EntropyError, Initiator, KernelCommand};
 use proto::task::Completion;
 
+use crate::arena::{Arena, Slot};
 use crate::procmsg;
 use crate::procmsg::{Cmd, Done};
 use crate::relay::set_nonblocking;
@@ -66,6 +67,9 @@ pub struct Engine {
     conn_tokens: HashMap<ConnId, Token>,
     next_token: usize,
     init: Initiator,
+    /// The data arena, and the slot of each kernel command that has one.
+    arena: Arena,
+    slots: HashMap<u32, Slot>,
     stats: VscsiStats,
     stopping: Option<Instant>,
 }
@@ -86,7 +90,12 @@ fn default_initiatorname() -> String {
 }
 
 impl Engine {
-    pub(super) fn new(parent: ImsgBuf, control: OwnedFd, relay: OwnedFd) -> io::Result<Engine> {
+    pub(super) fn new(
+        parent: ImsgBuf,
+        control: OwnedFd,
+        relay: OwnedFd,
+        arena: Arena,
+    ) -> io::Result<Engine> {
         let poll = Poll::new()?;
         set_nonblocking(&relay)?;
         set_nonblocking(parent.as_fd())?;
@@ -144,6 +153,8 @@ impl Engine {
             conn_tokens: HashMap::new(),
             next_token: FIRST_DYNAMIC,
             init,
+            arena,
+            slots: HashMap::new(),
             stats: VscsiStats::default(),
             stopping: None,
         })
@@ -270,7 +281,7 @@ impl Engine {
                     )));
                 }
                 match Cmd::decode(m.data) {
-                    Ok(c) => self.command(c, now),
+                    Ok(c) => self.command(c, now)?,
                     Err(e) => return Err(io::Error::other(format!("bad command from relay: {e}"))),
                 }
             }
@@ -281,13 +292,27 @@ impl Engine {
         }
     }
 
-    fn command(&mut self, c: Cmd, now: Instant) {
+    fn command(&mut self, c: Cmd, now: Instant) -> io::Result<()> {
         let i2t = c.i2t;
+        let mut data = c.data;
+        if let Some(s) = c.slot {
+            let n = i2t.datalen as usize;
+            let Some(buf) = self.arena.get(s, n) else {
+                return Err(io::Error::other(format!(
+                    "relay: tag {}: {n} bytes in slot {s}",
+                    i2t.tag
+                )));
+            };
+            if i2t.dir == Dir::Write {
+                data = buf.to_vec();
+            }
+            self.slots.insert(i2t.tag, s);
+        }
         let dir = usize::try_from(i2t.dir.raw()).unwrap_or(0).min(2);
         self.stats.commands[dir] += 1;
         if i2t.dir == Dir::Write {
             self.stats.data_writes += 1;
-            self.stats.bytes_written += c.data.len() as u64;
+            self.stats.bytes_written += data.len() as u64;
         }
         self.init.command(
             KernelCommand {
@@ -297,10 +322,11 @@ impl Engine {
                 cdb: i2t.cdb().to_vec(),
                 dir: i2t.dir.into(),
                 datalen: i2t.datalen,
-                data: c.data,
+                data,
             },
             now,
         );
+        Ok(())
     }
 
     fn done(&mut self, c: Completion) {
@@ -319,10 +345,25 @@ impl Engine {
             self.stats.data_reads += 1;
             self.stats.bytes_read += c.data.len() as u64;
         }
-        let trailer = Done::trailer(tag, status, &c.sense);
+        // Read data goes into the command's slot if it has one.
+        let (mut status, mut inline, mut in_slot) = (status, &c.data[..], 0);
+        if let Some(s) = self.slots.remove(&tag) {
+            inline = &[];
+            match self.arena.get_mut(s, c.data.len()) {
+                Some(buf) => {
+                    buf.copy_from_slice(&c.data);
+                    in_slot = c.data.len() as u32;
+                }
+                None => {
+                    error!("tag {tag}: {} bytes of read data, slot {s}", c.data.len());
+                    status = Status::Err;
+                }
+            }
+        }
+        let trailer = Done::trailer(tag, status, &c.sense, in_slot);
         if let Err(e) = self
             .relay
-            .compose_parts(procmsg::DONE, 0, 0, &[&c.data, &trailer], None)
+            .compose_parts(procmsg::DONE, 0, 0, &[inline, &trailer], None)
         {
             error!("relay channel: {e}");
         }
