@@ -21,6 +21,7 @@ pub mod serial;
 pub mod session;
 pub mod task;
 pub mod text;
+pub mod tx;
 
 #[cfg(test)]
 mod login_tests;

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -22,6 +23,7 @@ use super::task::{sense_codes, Completion, ScsiTask, Task, TaskError, Wire};
 use super::text::{self, TextBuf, TextError};
 use crate::lun;
 use crate::scsi::{Outcome, ASC_REPORTED_LUNS_CHANGED, KEY_UNIT_ATTENTION};
+use crate::tx::TxQueue;
 
 /// Timers; `Default` gives what the engine uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,8 +273,7 @@ pub struct Session {
     login: Option<Box<Login>>,
     login_deadline: Instant,
     framer: Framer,
-    tx: Vec<u8>,
-    tx_pos: usize,
+    tx: TxQueue,
     digests: Digests,
     params: Params,
     tsih: u16,
@@ -309,8 +310,7 @@ impl Session {
             framer: Framer::new(LOGIN_MAX_DATA as u32),
             phase: Phase::Login,
             login: Some(login),
-            tx: Vec::new(),
-            tx_pos: 0,
+            tx: TxQueue::default(),
             digests: Digests::default(),
             params: Params::default(),
             tsih: 0,
@@ -404,26 +404,30 @@ impl Session {
         self.pump(now);
     }
 
-    /// Bytes waiting to be written.
+    /// The first contiguous bytes waiting to be written.
     pub fn tx_data(&self) -> &[u8] {
-        &self.tx[self.tx_pos..]
+        self.tx.front()
+    }
+
+    /// All the bytes waiting, in order, for writev(2); returns how many
+    /// slices of `out` it filled.
+    pub fn tx_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        self.tx.slices(out)
+    }
+
+    /// Bytes waiting to be written.
+    pub fn tx_pending(&self) -> usize {
+        self.tx.pending()
     }
 
     pub fn tx_advance(&mut self, n: usize) {
-        self.tx_pos = (self.tx_pos + n).min(self.tx.len());
-        if self.tx_pos == self.tx.len() {
-            self.tx.clear();
-            self.tx_pos = 0;
-        }
+        self.tx.advance(n);
     }
 
     /// Frees the receive buffer and the send buffer while both are empty.
     fn release_buffers(&mut self) {
         self.framer.release_if_empty();
-        if self.tx_data().is_empty() {
-            self.tx = Vec::new();
-            self.tx_pos = 0;
-        }
+        self.tx.release_if_empty();
     }
 
     /// Bytes of buffer the connection holds (receive and send).
@@ -433,7 +437,7 @@ impl Session {
 
     fn send(&mut self, pdu: &Pdu) {
         self.counters.pdus_out += 1;
-        pdu.encode(self.digests, &mut self.tx);
+        pdu.encode(self.digests, self.tx.stage());
     }
 
     fn fail(&mut self, e: SessionError) {

@@ -91,9 +91,19 @@ impl Tgt {
 
     /// Everything the session queued for the wire, decoded.
     fn sent(&mut self) -> Vec<Pdu> {
-        let bytes = self.s.tx_data().to_vec();
-        self.s.tx_advance(bytes.len());
-        assert!(self.s.tx_data().is_empty());
+        let mut bytes = Vec::new();
+        loop {
+            let n = {
+                let d = self.s.tx_data();
+                bytes.extend_from_slice(d);
+                d.len()
+            };
+            if n == 0 {
+                break;
+            }
+            self.s.tx_advance(n);
+        }
+        assert_eq!(self.s.tx_pending(), 0);
         self.rx.push(&bytes);
         let mut out = Vec::new();
         while let Some(p) = self.rx.next().expect("the initiator's PDUs decode") {
@@ -367,7 +377,7 @@ fn read(tag: u64, len: u32) -> ScsiTask {
         cdb,
         dir: Direction::Read,
         datalen: len,
-        data: Vec::new(),
+        data: Default::default(),
         deadline: None,
     }
 }
@@ -382,7 +392,7 @@ fn write(tag: u64, data: Vec<u8>) -> ScsiTask {
         cdb,
         dir: Direction::Write,
         datalen: data.len() as u32,
-        data,
+        data: data.into(),
         deadline: None,
     }
 }
@@ -553,7 +563,7 @@ fn negotiated_params_and_digests() {
     let ping = t.nop_in(RESERVED_TAG, 0x4444, 0, b"hello".to_vec());
     t.feed(ping);
     assert!(t.events().is_empty());
-    assert_eq!(t.s.tx_data().len(), BHS_LEN + 4 + 8 + 4);
+    assert_eq!(t.s.tx_pending(), BHS_LEN + 4 + 8 + 4);
     match t.sent().as_slice() {
         [Pdu::NopOut(n)] => assert_eq!((n.ttt, n.data.as_slice()), (0x4444, &b"hello"[..])),
         other => panic!("{other:?}"),

@@ -10,6 +10,7 @@ use super::pdu::{
     attr, scsi_rsp, DataIn, DataOut, Digests, Pdu, R2t, ScsiCommand, ScsiResponse, RESERVED_TAG,
 };
 use crate::scsi::{Direction, Outcome, SENSE_LEN};
+use crate::tx::{Shared, TxQueue};
 
 /// Who a command belongs to: kernel tags are 32 bits; the initiator's
 /// own commands (REPORT LUNS after a re-login) have bit 32 set, so the
@@ -30,8 +31,9 @@ pub struct ScsiTask {
     pub cdb: Vec<u8>,
     pub dir: Direction,
     pub datalen: u32,
-    /// All write data (the relay fetched it); empty otherwise.
-    pub data: Vec<u8>,
+    /// All write data (the relay fetched it); empty otherwise. Shared with
+    /// the send queue, which writes it from here.
+    pub data: Shared,
     /// When the command times out: None when the kernel hands it over;
     /// set when it first goes on the wire and kept across reissues on
     /// later connections, so reconnecting never restarts the timer.
@@ -184,7 +186,7 @@ impl Task {
     /// target's MaxRecvDataSegmentLength, then Data-Out PDUs until
     /// FirstBurstLength if InitialR2T=No.
     /// Writes the command and its unsolicited data; returns the PDUs.
-    pub fn issue(&self, w: Wire<'_>, out: &mut Vec<u8>) -> u64 {
+    pub fn issue(&self, w: Wire<'_>, out: &mut TxQueue) -> u64 {
         let (p, expstatsn, dig) = (w.params, w.expstatsn, w.digests);
         let t = &self.req;
         let write = t.dir == Direction::Write;
@@ -214,7 +216,7 @@ impl Task {
             data: Vec::new(),
         });
         // The data goes from the command's buffer straight to the wire.
-        cmd.encode_with_data(dig, &t.data[..sent as usize], out);
+        cmd.encode_shared(dig, &t.data, 0..sent as usize, out);
         if unsolicited {
             1 + self.data_out(sent, first_burst - sent, RESERVED_TAG, w, out)
         } else {
@@ -225,7 +227,7 @@ impl Task {
     /// Data-Out PDUs for `len` bytes at `offset`, each at most the target's
     /// MaxRecvDataSegmentLength, DataSN from 0, F on the last.
     /// Data-Out PDUs for `len` bytes from `offset`; returns how many.
-    fn data_out(&self, offset: u32, len: u32, ttt: u32, w: Wire<'_>, out: &mut Vec<u8>) -> u64 {
+    fn data_out(&self, offset: u32, len: u32, ttt: u32, w: Wire<'_>, out: &mut TxQueue) -> u64 {
         let (p, expstatsn, dig) = (w.params, w.expstatsn, w.digests);
         let mss = p.max_xmit_dsl.max(1);
         let end = offset + len;
@@ -243,7 +245,7 @@ impl Task {
                 buffer_offset: pos,
                 data: Vec::new(),
             });
-            pdu.encode_with_data(dig, &self.req.data[pos as usize..(pos + n) as usize], out);
+            pdu.encode_shared(dig, &self.req.data, pos as usize..(pos + n) as usize, out);
             pos += n;
             datasn += 1;
         }
@@ -252,7 +254,7 @@ impl Task {
 
     /// Answers an R2T with the Data-Out it asks for.
     /// Returns the Data-Out PDUs written.
-    pub fn r2t(&mut self, r: &R2t, w: Wire<'_>, out: &mut Vec<u8>) -> Result<u64, TaskError> {
+    pub fn r2t(&mut self, r: &R2t, w: Wire<'_>, out: &mut TxQueue) -> Result<u64, TaskError> {
         let (offset, len, ttt) = (r.buffer_offset, r.desired_len, r.ttt);
         let p = w.params;
         if self.req.dir != Direction::Write {

@@ -656,14 +656,18 @@ fn main() {
     };
     let mut s = vec![0];
     s.extend([5u8; 512]);
-    s.extend(Cmd::trailer(&i2t));
+    s.extend(Cmd::trailer(&i2t, None));
     out.put("relaymsg", "cmd", &s);
+    let mut s = vec![0];
+    s.extend(Cmd::trailer(&i2t, Some(3)));
+    out.put("relaymsg", "cmd-slot", &s);
     let mut s = vec![1];
     s.extend([1u8; 32]);
     s.extend(Done::trailer(
         9,
         Status::Sense,
         &[0x70, 0, 6, 0, 0, 0, 0, 10],
+        0,
     ));
     out.put("relaymsg", "done", &s);
     let mut s = vec![2];

@@ -14,14 +14,14 @@ fuzz_target!(|input: &[u8]| {
             if let Ok(c) = Cmd::decode(b.to_vec()) {
                 assert!(c.i2t.cdb().len() <= 16);
                 let mut w = c.data.clone();
-                w.extend(Cmd::trailer(&c.i2t));
+                w.extend(Cmd::trailer(&c.i2t, c.slot));
                 assert_eq!(Cmd::decode(w), Ok(c));
             }
         }
         1 => {
             if let Ok(d) = Done::decode(b.to_vec()) {
                 let mut w = d.data.clone();
-                w.extend(Done::trailer(d.tag, d.status, &d.sense));
+                w.extend(Done::trailer(d.tag, d.status, &d.sense, d.in_slot));
                 assert_eq!(Done::decode(w), Ok(d));
             }
         }

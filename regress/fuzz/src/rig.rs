@@ -176,12 +176,29 @@ impl Rig {
     /// Everything the session queued for the wire, decoded (strict mode) or
     /// just consumed.
     pub fn sent(&mut self) -> Vec<Pdu> {
-        let bytes = self.s.tx_data().to_vec();
-        // Consume in two steps to exercise partial writes.
+        let mut bytes = Vec::new();
+        let mut iov = [std::io::IoSlice::new(&[]); 8];
+        let n = self.s.tx_slices(&mut iov);
+        for s in &iov[..n] {
+            bytes.extend_from_slice(s);
+        }
+        // Consume in two steps to exercise partial writes; what did not
+        // fit the slices comes after.
         let half = bytes.len() / 2;
         self.s.tx_advance(half);
         self.s.tx_advance(bytes.len() - half);
-        assert!(self.s.tx_data().is_empty(), "tx_advance left bytes behind");
+        loop {
+            let n = {
+                let d = self.s.tx_data();
+                bytes.extend_from_slice(d);
+                d.len()
+            };
+            if n == 0 {
+                break;
+            }
+            self.s.tx_advance(n);
+        }
+        assert_eq!(self.s.tx_pending(), 0, "tx_advance left bytes behind");
         if !self.strict {
             return Vec::new();
         }
@@ -337,7 +354,7 @@ impl Rig {
                     cdb,
                     dir: Direction::Read,
                     datalen: len,
-                    data: Vec::new(),
+                    data: Default::default(),
                     deadline: None,
                 }
             }
@@ -350,7 +367,7 @@ impl Rig {
                     cdb,
                     dir: Direction::Write,
                     datalen: len,
-                    data: (0..len).map(|i| (i % 251) as u8).collect(),
+                    data: std::sync::Arc::new((0..len).map(|i| (i % 251) as u8).collect()),
                     deadline: None,
                 }
             }
@@ -360,7 +377,7 @@ impl Rig {
                 cdb: vec![0; 6],
                 dir: Direction::None,
                 datalen: 0,
-                data: Vec::new(),
+                data: Default::default(),
                 deadline: None,
             },
         };

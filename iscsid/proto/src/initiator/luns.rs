@@ -162,7 +162,7 @@ impl LunState {
             cdb: cdb(q),
             dir: Direction::Read,
             datalen: len,
-            data: Vec::new(),
+            data: Default::default(),
             deadline: None,
         }
     }

@@ -27,6 +27,7 @@ mod table;
 mod tests;
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -206,7 +207,8 @@ impl Initiator {
             cdb: c.cdb,
             dir: c.dir,
             datalen: c.datalen,
-            data: c.data,
+            // Moved, not copied: the send queue shares it from here on.
+            data: c.data.into(),
             deadline: None,
         };
         let Some(s) = self.sessions.get_mut(&sid) else {
@@ -276,7 +278,7 @@ impl Initiator {
     /// but does not read must not grow our buffer without end).
     pub fn rx_space(&mut self, conn: ConnId, min: usize) -> Option<&mut [u8]> {
         let c = self.conn_mut(conn)?;
-        if c.session.tx_data().len() >= TX_HIGH {
+        if c.session.tx_pending() >= TX_HIGH {
             return None;
         }
         Some(c.session.rx_space(min))
@@ -290,9 +292,16 @@ impl Initiator {
         }
     }
 
-    /// Bytes waiting to be written on `conn`.
+    /// The first contiguous bytes waiting to be written on `conn`.
     pub fn tx_data(&self, conn: ConnId) -> &[u8] {
         self.conn(conn).map_or(&[], |c| c.session.tx_data())
+    }
+
+    /// Everything waiting to be written on `conn`, as slices for
+    /// writev(2): headers from the send queue, large write data from the
+    /// task's own buffer. Returns how many slices of `out` it filled.
+    pub fn tx_slices<'a>(&'a self, conn: ConnId, out: &mut [IoSlice<'a>]) -> usize {
+        self.conn(conn).map_or(0, |c| c.session.tx_slices(out))
     }
 
     /// `n` bytes of `tx_data` were written.

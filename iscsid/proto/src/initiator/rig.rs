@@ -343,8 +343,18 @@ impl Rig {
 
     /// Moves the initiator's bytes to the fake target and its answers back.
     fn deliver(&mut self, conn: ConnId) {
-        let bytes = self.init.tx_data(conn).to_vec();
-        self.init.tx_advance(conn, bytes.len());
+        let mut bytes = Vec::new();
+        loop {
+            let n = {
+                let d = self.init.tx_data(conn);
+                bytes.extend_from_slice(d);
+                d.len()
+            };
+            if n == 0 {
+                break;
+            }
+            self.init.tx_advance(conn, n);
+        }
         let rel = self.now.duration_since(self.t0);
         self.log
             .push(format!("{rel:?} bytes {conn:?} {bytes:02x?}"));

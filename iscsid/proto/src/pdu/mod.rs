@@ -17,6 +17,7 @@ mod target;
 mod wire;
 
 use std::fmt;
+use std::ops::Range;
 
 pub use consts::{
     async_event, attr, login_class, login_detail, logout_reason, logout_rsp, op, reject, scsi_rsp,
@@ -30,6 +31,7 @@ pub use target::{
 };
 
 use super::digest;
+use crate::tx::{Shared, TxQueue};
 use wire::Body;
 
 /// Length of the Basic Header Segment.
@@ -382,15 +384,31 @@ impl Pdu {
     /// bytes it is truncated, as DataSegmentLength cannot express more.
     pub fn encode_with_data(&self, dig: Digests, data: &[u8], out: &mut Vec<u8>) {
         let data = self.wire_data(data);
+        out.reserve(self.wire_len(data.len(), dig));
+        self.encode_header(dig, data.len(), out);
+        out.extend_from_slice(data);
+        Self::encode_trailer(dig, data, out);
+    }
+
+    /// As [`Pdu::encode_with_data`] with `range` of a task's shared write
+    /// data, which goes on the send queue by reference (`tx`).
+    pub fn encode_shared(&self, dig: Digests, data: &Shared, range: Range<usize>, q: &mut TxQueue) {
+        let seg = self.wire_data(data.get(range.clone()).unwrap_or_default());
+        let range = range.start..range.start + seg.len();
+        self.encode_header(dig, seg.len(), q.stage());
+        q.share(data, range);
+        Self::encode_trailer(dig, seg, q.stage());
+    }
+
+    /// BHS, AHS and header digest for a data segment of `data_len` bytes.
+    fn encode_header(&self, dig: Digests, data_len: usize, out: &mut Vec<u8>) {
         let ahs_len = self.ahs_wire_len();
         let mut b = [0u8; BHS_LEN];
         self.put_bhs(&mut b);
         b[0] = (b[0] & wire::IMMEDIATE) | self.opcode();
         // The AHS is at most 260-byte CDB + bidi length, well under 1020.
         b[4] = (ahs_len / 4) as u8;
-        b[5..8].copy_from_slice(&(data.len() as u32).to_be_bytes()[1..]);
-
-        out.reserve(self.wire_len(data.len(), dig));
+        b[5..8].copy_from_slice(&(data_len as u32).to_be_bytes()[1..]);
         let start = out.len();
         out.extend_from_slice(&b);
         if let Pdu::ScsiCommand(c) = self {
@@ -400,14 +418,18 @@ impl Pdu {
             let crc = digest::crc32c(out.get(start..).unwrap_or_default());
             digest::put_digest(out, crc);
         }
-        if !data.is_empty() {
-            let data_start = out.len();
-            out.extend_from_slice(data);
-            out.resize(out.len() + wire::pad_len(data.len()), 0);
-            if dig.data {
-                let crc = digest::crc32c(out.get(data_start..).unwrap_or_default());
-                digest::put_digest(out, crc);
-            }
+    }
+
+    /// What follows the data segment `data`: padding and data digest.
+    fn encode_trailer(dig: Digests, data: &[u8], out: &mut Vec<u8>) {
+        if data.is_empty() {
+            return;
+        }
+        let pad = [0u8; 3];
+        let pad = pad.get(..wire::pad_len(data.len())).unwrap_or_default();
+        out.extend_from_slice(pad);
+        if dig.data {
+            digest::put_digest(out, digest::crc32c_parts(&[data, pad]));
         }
     }
 
@@ -849,6 +871,32 @@ mod tests {
         r2t.encode_with_data(Digests::default(), &payload, &mut w);
         assert_eq!(w.len(), BHS_LEN);
         assert_eq!(&w[4..8], &[0, 0, 0, 0]);
+    }
+
+    /// From a shared buffer through the send queue: the same bytes as a
+    /// copying encode, for data shared and copied, padded or not.
+    #[test]
+    fn encode_shared_matches_encode() {
+        use crate::tx::{Shared, TxQueue, SHARE_MIN};
+        use std::io::IoSlice;
+        let buf: Shared = std::sync::Arc::new((0..3 * SHARE_MIN).map(|i| i as u8).collect());
+        for range in [0..SHARE_MIN + 3, 5..6, 7..7, SHARE_MIN..3 * SHARE_MIN] {
+            let header = Pdu::DataOut(DataOut {
+                final_: true,
+                itt: 3,
+                ..Default::default()
+            });
+            for dig in ALL_DIGESTS {
+                let mut q = TxQueue::default();
+                header.encode_shared(dig, &buf, range.clone(), &mut q);
+                let mut iov = [IoSlice::new(&[]); 8];
+                let n = q.slices(&mut iov);
+                let got: Vec<u8> = iov[..n].iter().flat_map(|s| s.iter().copied()).collect();
+                let mut want = Vec::new();
+                header.encode_with_data(dig, &buf[range.clone()], &mut want);
+                assert_eq!(got, want, "{range:?} {dig:?}");
+            }
+        }
     }
 
     #[test]
