@@ -1,4 +1,5 @@
-//! CPU and memory accounting from /proc: whose ticks moved over a window.
+//! CPU and memory accounting from /proc: whose ticks moved over a
+//! window, and what a process holds.
 
 use std::fs;
 use std::time::Instant;
@@ -129,6 +130,28 @@ pub fn children_cpu() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// A `KEY: N kB` line of /proc/PID/`file`, in KiB (0 when missing).
+fn proc_kib(pid: u32, file: &str, key: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Anonymous memory of a process in KiB.
+pub fn anon_kib(pid: u32) -> u64 {
+    proc_kib(pid, "smaps_rollup", "Anonymous")
+}
+
+/// Resident memory of a process in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    proc_kib(pid, "status", "VmRSS")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +164,9 @@ mod tests {
         assert_eq!(proc_ticks(u32::MAX), 0);
         let (busy, _, total) = system_ticks();
         assert!(total >= busy && total > 0);
+        let me = std::process::id();
+        assert!(rss_kib(me) > 0 && anon_kib(me) > 0);
+        assert_eq!((rss_kib(u32::MAX), anon_kib(u32::MAX)), (0, 0));
     }
 
     #[test]
