@@ -41,9 +41,9 @@ const USAGE: &str = "usage: bench [-n rounds] [-R ram-rounds] [-t secs] [-w warm
   -w  warm-up before our measurement window, in ms (default 500)
   -k  target backends (default both)
   -c  comma-separated case numbers of the backend tables (default all,
-      listed below); the idle and scale sections run whatever -c says
+      listed below); the idle and scale sections run regardless
   -x  skip the libiscsi baseline (iscsi-perf, and iscsi-perf-write for
-      the write cases)
+      the write cases); the digest rows and the sessions sections have none
   -S  skip the scale section (64 sessions with 8 LUNs each)
   -T  one blocking thread per outstanding command instead of one thread
       submitting asynchronously (costs the emulator more CPU)
