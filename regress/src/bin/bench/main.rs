@@ -61,6 +61,8 @@ enum BenchError {
     NoDisk,
     Perf(String),
     MissingTool(PathBuf),
+    /// `iscsictl reload` failed, saying this.
+    Reload(String),
     /// tgtadm refused this step.
     Tgtadm(&'static str),
 }
@@ -80,6 +82,7 @@ impl fmt::Display for BenchError {
             BenchError::Emu(what, e) => write!(f, "{what}: {e}"),
             BenchError::NoDisk => write!(f, "LUN {LUN} did not attach as a disk"),
             BenchError::Perf(m) => write!(f, "libiscsi baseline: {m}"),
+            BenchError::Reload(m) => write!(f, "iscsictl reload: {m}"),
             BenchError::Tgtadm(what) => write!(f, "tgtadm: could not {what}"),
             BenchError::MissingTool(p) => write!(
                 f,
