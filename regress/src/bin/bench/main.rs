@@ -46,7 +46,8 @@ const USAGE: &str = "usage: bench [-n rounds] [-R ram-rounds] [-t secs] [-w warm
       the write cases); the digest rows and the sessions sections have none
   -S  skip the scale section (64 sessions with 8 LUNs each)
   -T  one blocking thread per outstanding command instead of one thread
-      submitting asynchronously (costs the emulator more CPU)
+      submitting asynchronously (costs the emulator more CPU; backend
+      tables only: the scale section always submits asynchronously)
   -o  also write the results as markdown to this file";
 
 /// The LUN every benchmark drives (tgt's LUN 0 is its controller).
