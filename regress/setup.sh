@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what the demo, the tests and CI need on a fresh Debian machine
-# (run as root): the real targets (tgt, istgt), libiscsi's tools for the
-# benchmark baseline, mandoc for the man pages, fio and e2fsprogs (and
+# (run as root): the real targets (tgt, istgt), libiscsi's tools and
+# headers for the benchmark baseline (iscsi-perf, and the write tool built
+# from regress/perfwrite), mandoc for the man pages, fio and e2fsprogs (and
 # util-linux's losetup and mount) for the workloads on the FUSE disk files,
 # bmake for the Makefile.bsd test, rust-src for the OpenBSD type-check,
 # and the unprivileged user iscsid runs as. The FUSE layer mounts with
@@ -10,7 +11,7 @@
 set -eu
 
 need_pkgs=""
-for p in tgt istgt libiscsi-bin mandoc iproute2 procps fio e2fsprogs util-linux mount bmake; do
+for p in tgt istgt libiscsi-bin libiscsi-dev mandoc iproute2 procps fio e2fsprogs util-linux mount bmake; do
 	dpkg -s "$p" >/dev/null 2>&1 || need_pkgs="$need_pkgs $p"
 done
 if [ -n "$need_pkgs" ]; then
