@@ -424,6 +424,21 @@ impl Session {
         self.tx.advance(n);
     }
 
+    /// Everything waiting, copied out and taken as written: for a caller
+    /// that has no writev (tests, the fuzzers).
+    pub fn tx_drain(&mut self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.tx.pending());
+        loop {
+            let front = self.tx.front();
+            if front.is_empty() {
+                return out;
+            }
+            out.extend_from_slice(front);
+            let n = front.len();
+            self.tx.advance(n);
+        }
+    }
+
     /// Frees the receive buffer and the send buffer while both are empty.
     fn release_buffers(&mut self) {
         self.framer.release_if_empty();

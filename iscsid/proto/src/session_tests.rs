@@ -91,18 +91,7 @@ impl Tgt {
 
     /// Everything the session queued for the wire, decoded.
     fn sent(&mut self) -> Vec<Pdu> {
-        let mut bytes = Vec::new();
-        loop {
-            let n = {
-                let d = self.s.tx_data();
-                bytes.extend_from_slice(d);
-                d.len()
-            };
-            if n == 0 {
-                break;
-            }
-            self.s.tx_advance(n);
-        }
+        let bytes = self.s.tx_drain();
         assert_eq!(self.s.tx_pending(), 0);
         self.rx.push(&bytes);
         let mut out = Vec::new();

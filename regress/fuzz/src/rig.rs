@@ -187,17 +187,7 @@ impl Rig {
         let half = bytes.len() / 2;
         self.s.tx_advance(half);
         self.s.tx_advance(bytes.len() - half);
-        loop {
-            let n = {
-                let d = self.s.tx_data();
-                bytes.extend_from_slice(d);
-                d.len()
-            };
-            if n == 0 {
-                break;
-            }
-            self.s.tx_advance(n);
-        }
+        bytes.extend_from_slice(&self.s.tx_drain());
         assert_eq!(self.s.tx_pending(), 0, "tx_advance left bytes behind");
         if !self.strict {
             return Vec::new();
