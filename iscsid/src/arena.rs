@@ -6,23 +6,25 @@
 //! Copies of a command's data, counting every copy of every byte
 //! (user-space memcpy and kernel copyin/copyout alike); keep this true:
 //!
-//! READ, `n` bytes in one Data-In PDU (tgt and istgt send MaxRecvDataSegmentLength
-//! per PDU; ours is 256 KiB, more than MAXPHYS):
+//! READ, any number of Data-In PDUs:
 //!   1. kernel: TCP receive buffer -> the engine's receive buffer (read(2))
-//!   2. engine: receive buffer -> the PDU's data (`Framer::next`); a read
-//!      of several PDUs adds one more, into one buffer for the whole
-//!      transfer (`Task::data_in`)
-//!   3. engine: that buffer -> the command's arena slot (`Engine::done`)
-//!   4. kernel: the slot -> the kernel's buffer (VSCSI_DATA_READ; the
+//!   2. engine: receive buffer -> the command's slot, each Data-In's data
+//!      where it belongs (`Framer::hold_data_in`, `Task::data_in`,
+//!      `SlotPlacement`)
+//!   3. kernel: the slot -> the kernel's buffer (VSCSI_DATA_READ; the
 //!      emulator's socket write when it stands in for the kernel)
 //!
-//! WRITE, `n` bytes:
+//! The core gathers the data itself, and the engine copies it into the
+//! slot at completion (one copy more), for the few commands whose answer
+//! it reads: READ CAPACITY (it learns LUN sizes) and its own.
+//!
+//! WRITE:
 //!   1. kernel: the kernel's buffer -> the slot (VSCSI_DATA_WRITE)
 //!   2. engine: the slot -> the task's buffer (`Engine::command`), kept
-//!      for Data-Out after R2Ts and for reissue on a new connection
-//!   3. engine: the task's buffer -> the connection's send buffer, framed
-//!      with the PDU headers (`Task::issue`, `Task::r2t`)
-//!   4. kernel: send buffer -> TCP (write(2))
+//!      for Data-Out after R2Ts and for reissue on a new connection, and
+//!      safe from the relay's reuse of the slot after the completion
+//!   3. kernel: the task's buffer -> TCP (writev(2) of the headers and the
+//!      data where it is: `proto::tx`)
 //!
 //! Through the socket instead, each way cost one user copy and two kernel
 //! copies more (compose into the imsg buffer, write(2), read(2)) and a

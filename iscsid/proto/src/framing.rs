@@ -3,14 +3,16 @@
 //! The framer owns one receive buffer. The connection reads straight into
 //! [`Framer::spare`] (no intermediate copy), then [`Framer::next`] hands out
 //! complete PDUs; the only copy on the way is the data segment moving into
-//! the PDU's own `Vec`. Once a header has been validated, `spare` offers
+//! the PDU's own `Vec`, and not even that for a Data-In when the caller
+//! asks to copy it straight to its destination (`hold_data_in`). Once a header has been validated, `spare` offers
 //! room for the whole rest of that PDU, so a large Data-In arrives in as
 //! few reads as the kernel allows.
 
 use std::fmt;
+use std::ops::Range;
 
 use super::digest::{self, DIGEST_LEN};
-use super::pdu::{Digests, Pdu, PduError, BHS_LEN};
+use super::pdu::{op, Digests, Pdu, PduError, BHS_LEN};
 
 /// MaxRecvDataSegmentLength in force during login (RFC 7143 section 13.12).
 pub const LOGIN_MAX_DATA: u32 = 8192;
@@ -98,6 +100,10 @@ pub struct Framer {
     /// Cache of the validated header at `start`, so a PDU arriving in many
     /// reads is parsed and header-digested once.
     pending: Option<Layout>,
+    /// Data-In PDUs come back without their data, which stays in `buf`
+    /// at `held` (see [`Framer::hold_data_in`]).
+    hold_data_in: bool,
+    held: Range<usize>,
 }
 
 impl Framer {
@@ -111,7 +117,22 @@ impl Framer {
             max_data,
             dig: Digests::default(),
             pending: None,
+            hold_data_in: false,
+            held: 0..0,
         }
+    }
+
+    /// From now on a Data-In comes back from [`Framer::next`] with no data:
+    /// its data segment stays in the receive buffer, [`Framer::held`],
+    /// for the caller to copy straight to where it belongs.
+    pub fn hold_data_in(&mut self) {
+        self.hold_data_in = true;
+    }
+
+    /// The data of the Data-In the last [`Framer::next`] returned (empty
+    /// after any other PDU). Valid until the next call that takes `&mut`.
+    pub fn held(&self) -> &[u8] {
+        self.buf.get(self.held.clone()).unwrap_or_default()
     }
 
     /// Digests apply from the next PDU not yet returned by [`Framer::next`].
@@ -205,7 +226,7 @@ impl Framer {
         let padded = raw
             .get(layout.data_start..layout.data_start + layout.padded_len)
             .unwrap_or_default();
-        let data = padded.get(..layout.data_len).unwrap_or_default().to_vec();
+        let hold = self.hold_data_in && layout.bhs[0] & 0x3f == op::DATA_IN;
         let bad_digest = if self.dig.data && layout.data_len > 0 {
             let expected = digest::crc32c(padded);
             let got = raw
@@ -215,7 +236,18 @@ impl Framer {
         } else {
             None
         };
-        let decoded = Pdu::decode(&layout.bhs, ahs, data);
+        let (decoded, held) = if hold {
+            let at = self.start + layout.data_start;
+            (
+                Pdu::decode_data_in_header(&layout.bhs, ahs, layout.data_len),
+                at..at + layout.data_len,
+            )
+        } else {
+            let data = padded.get(..layout.data_len).unwrap_or_default().to_vec();
+            (Pdu::decode(&layout.bhs, ahs, data), 0..0)
+        };
+        self.held = held;
+        // The held bytes stay where they are: consuming moves only indices.
         self.consume(layout.total);
         let pdu = decoded?;
         match bad_digest {
@@ -411,6 +443,36 @@ mod tests {
             f.push(&wire(&pdus, dig));
             assert_eq!(drain(&mut f), pdus, "{dig:?}");
             assert_eq!(f.buffered(), 0);
+            assert_eq!(f.next(), Ok(None));
+        }
+    }
+
+    /// Held Data-In data: the PDU without it, the bytes in the buffer until
+    /// the next call; every other PDU as before.
+    #[test]
+    fn held_data_in_stays_in_the_buffer() {
+        for dig in ALL_DIGESTS {
+            let pdus = samples();
+            let mut f = Framer::new(LOGIN_MAX_DATA);
+            f.set_digests(dig);
+            f.hold_data_in();
+            f.push(&wire(&pdus, dig));
+            for want in &pdus {
+                let got = f.next().expect("decodes").expect("a PDU");
+                match (want, got) {
+                    (Pdu::DataIn(w), Pdu::DataIn(g)) => {
+                        assert!(g.data.is_empty());
+                        assert_eq!(f.held(), w.data.as_slice(), "{dig:?}");
+                        let mut g = g;
+                        g.data = w.data.clone();
+                        assert_eq!(&g, w);
+                    }
+                    (w, g) => {
+                        assert_eq!(&g, w);
+                        assert!(f.held().is_empty());
+                    }
+                }
+            }
             assert_eq!(f.next(), Ok(None));
         }
     }

@@ -19,7 +19,7 @@ use super::pdu::{
     NopIn, NopOut, Pdu, Reject, TaskMgmtReq, TaskMgmtRsp, TextReq, TextRsp, RESERVED_TAG,
 };
 use super::serial;
-use super::task::{sense_codes, Completion, ScsiTask, Task, TaskError, Wire};
+use super::task::{sense_codes, Completion, Gather, Placement, ScsiTask, Task, TaskError, Wire};
 use super::text::{self, TextBuf, TextError};
 use crate::lun;
 use crate::scsi::{Outcome, ASC_REPORTED_LUNS_CHANGED, KEY_UNIT_ATTENTION};
@@ -332,6 +332,8 @@ impl Session {
             events: VecDeque::new(),
             cfg,
         };
+        // Read data is copied once, from the receive buffer to its place.
+        s.framer.hold_data_in();
         s.send(&Pdu::LoginReq(first));
         s
     }
@@ -372,6 +374,12 @@ impl Session {
     }
 
     pub fn rx_filled(&mut self, n: usize, now: Instant) {
+        self.rx_filled_with(n, now, &mut Gather);
+    }
+
+    /// As `rx_filled`, copying read data straight to where `place` keeps
+    /// it for the commands it has buffers for.
+    pub fn rx_filled_with(&mut self, n: usize, now: Instant, place: &mut dyn Placement) {
         if n == 0 {
             return;
         }
@@ -381,7 +389,7 @@ impl Session {
             match self.framer.next() {
                 Ok(Some(pdu)) => {
                     self.counters.pdus_in += 1;
-                    self.dispatch(pdu, now);
+                    self.dispatch(pdu, now, place);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -608,7 +616,7 @@ impl Session {
         }
     }
 
-    fn dispatch(&mut self, pdu: Pdu, now: Instant) {
+    fn dispatch(&mut self, pdu: Pdu, now: Instant, place: &mut dyn Placement) {
         if self.phase == Phase::Login {
             return self.dispatch_login(pdu, now);
         }
@@ -627,8 +635,15 @@ impl Session {
             },
             Pdu::DataIn(d) => {
                 let itt = d.itt;
+                // Held in the receive buffer (`hold_data_in`) or, for a
+                // PDU pushed in whole, its own.
+                let data = if d.data.is_empty() {
+                    self.framer.held()
+                } else {
+                    &d.data
+                };
                 match self.tasks.get_mut(&itt) {
-                    Some(t) => match t.data_in(d) {
+                    Some(t) => match t.data_in(&d, data, place) {
                         Ok(Some(c)) => self.finish_task(itt, c),
                         Ok(None) => {}
                         Err(error) => self.fail(SessionError::Task { itt, error }),

@@ -17,7 +17,7 @@ use super::pdu::{
     MAX_DATA_SEGMENT_LEN, RESERVED_TAG,
 };
 use super::session::{Event, Phase, Session, SessionConfig, SessionError, Timeouts, TmfFailure};
-use super::task::{Completion, ScsiTask, TaskError};
+use super::task::{Completion, Gather, Placement, ScsiTask, TaskError};
 use super::text;
 use crate::scsi::{Direction, Outcome, ASC_RESET_OCCURRED, KEY_UNIT_ATTENTION};
 
@@ -126,13 +126,19 @@ impl Tgt {
     }
 
     fn feed_bytes(&mut self, b: &[u8]) {
+        self.feed_bytes_with(b, &mut Gather);
+    }
+
+    /// Bytes from the target, in reads of at most `chunk`, read data going
+    /// to `place`.
+    fn feed_bytes_with(&mut self, b: &[u8], place: &mut dyn Placement) {
         let mut off = 0;
         while off < b.len() {
             let want = b.len() - off;
             let room = self.s.rx_space(want);
             let n = room.len().min(want);
             room[..n].copy_from_slice(&b[off..off + n]);
-            self.s.rx_filled(n, self.now);
+            self.s.rx_filled_with(n, self.now, place);
             off += n;
         }
     }
@@ -604,6 +610,86 @@ fn read_with_data_in_and_phase_collapsed_status() {
     assert!(done.sense.is_empty());
     assert!(done.data == data, "read data differs");
     assert_eq!(t.s.in_flight(), 0);
+}
+
+/// The shell's buffers, as the engine's arena slots: what was placed where.
+#[derive(Default)]
+struct Buffers {
+    /// Tag -> buffer; a tag without one is refused.
+    bufs: std::collections::BTreeMap<u64, Vec<u8>>,
+    calls: usize,
+}
+
+impl Placement for Buffers {
+    fn place(&mut self, tag: u64, offset: usize, data: &[u8]) -> bool {
+        self.calls += 1;
+        match self.bufs.get_mut(&tag) {
+            Some(b) if offset + data.len() <= b.len() => {
+                b[offset..offset + data.len()].copy_from_slice(data);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Read data goes to the shell's buffer PDU by PDU, straight from the
+/// receive buffer; the completion carries none and says how much.
+#[test]
+fn read_data_is_placed_where_the_shell_has_a_buffer() {
+    let mut t = Tgt::up(cfg(), &[]);
+    let (c, _) = t.issue(read(7, 10_000));
+    let (c2, _) = t.issue(read(8, 100));
+    let data = pattern(10_000);
+    let mut place = Buffers::default();
+    place.bufs.insert(7, vec![0; 10_000]);
+    let pdus = [
+        t.data_in(c.itt, 0, 0, data[..4096].to_vec(), None),
+        t.data_in(c.itt, 1, 4096, data[4096..].to_vec(), Some(0)),
+        // No buffer for tag 8: the core gathers its data.
+        t.data_in(c2.itt, 0, 0, data[..100].to_vec(), Some(0)),
+    ];
+    let b = t.wire(&pdus);
+    // In odd-sized reads, so PDUs straddle them.
+    for piece in b.chunks(1000) {
+        t.feed_bytes_with(piece, &mut place);
+    }
+    let done = completions(t.events());
+    let [a, b] = done.as_slice() else {
+        panic!("{done:?}");
+    };
+    assert_eq!(
+        (a.tag, a.status, a.placed, a.data.len()),
+        (7, Outcome::Good, 10_000, 0)
+    );
+    assert!(place.bufs[&7] == data, "placed data differs");
+    assert_eq!((b.tag, b.placed), (8, 0));
+    assert_eq!(b.data, data[..100]);
+    assert_eq!(place.calls, 3);
+}
+
+/// A shell that takes a command's first data and then has no room for the
+/// rest breaks the read: the connection goes (and the command is retried).
+#[test]
+fn placement_refused_after_the_first_data_fails_the_connection() {
+    let mut t = Tgt::up(cfg(), &[]);
+    let (c, _) = t.issue(read(7, 8192));
+    let data = pattern(8192);
+    let mut place = Buffers::default();
+    place.bufs.insert(7, vec![0; 4096]);
+    let pdus = [
+        t.data_in(c.itt, 0, 0, data[..4096].to_vec(), None),
+        t.data_in(c.itt, 1, 4096, data[4096..].to_vec(), Some(0)),
+    ];
+    let b = t.wire(&pdus);
+    t.feed_bytes_with(&b, &mut place);
+    assert_eq!(
+        t.failure(),
+        SessionError::Task {
+            itt: c.itt,
+            error: TaskError::Placement { offset: 4096 }
+        }
+    );
 }
 
 #[test]

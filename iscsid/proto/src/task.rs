@@ -48,7 +48,31 @@ pub struct Completion {
     pub dir: Direction,
     pub status: Outcome,
     pub sense: Vec<u8>,
+    /// Read data the core gathered itself.
     pub data: Vec<u8>,
+    /// Read data bytes that went through [`Placement`] instead (then
+    /// `data` is empty).
+    pub placed: u32,
+}
+
+/// Where a command's read data goes as it arrives, when the shell has a
+/// buffer of its own for it (iscsid: the command's slot in the data
+/// arena): each Data-In's data is copied there straight from the receive
+/// buffer, instead of being gathered by the core and copied again.
+pub trait Placement {
+    /// Copies `data` to `offset` of `tag`'s buffer. False if there is no
+    /// such buffer or it is too short; the core then gathers that
+    /// command's data itself (if it is the first data of the command).
+    fn place(&mut self, tag: Tag, offset: usize, data: &[u8]) -> bool;
+}
+
+/// No buffers of the shell's: the core gathers all read data.
+pub struct Gather;
+
+impl Placement for Gather {
+    fn place(&mut self, _: Tag, _: usize, _: &[u8]) -> bool {
+        false
+    }
 }
 
 impl Completion {
@@ -59,6 +83,7 @@ impl Completion {
             status,
             sense: Vec::new(),
             data: Vec::new(),
+            placed: 0,
         }
     }
 }
@@ -76,8 +101,12 @@ pub struct Task {
     pub req: ScsiTask,
     pub itt: u32,
     pub cmdsn: u32,
-    /// Read data received so far (offset-addressed).
+    /// Read data gathered so far, unless it is placed.
     rx: Vec<u8>,
+    /// Read data bytes received so far, gathered or placed.
+    rx_len: usize,
+    /// The read data goes through the shell's `Placement`.
+    placed: bool,
     next_datasn: u32,
     /// When we give up and abort (the same as `req.deadline`).
     pub deadline: Instant,
@@ -124,6 +153,10 @@ pub enum TaskError {
         got: u32,
     },
     Sense,
+    /// The shell took a command's first read data and refused later data.
+    Placement {
+        offset: usize,
+    },
 }
 
 impl std::fmt::Display for TaskError {
@@ -158,6 +191,9 @@ impl std::fmt::Display for TaskError {
                 write!(f, "Data-In at offset {got}, expected {expected}")
             }
             TaskError::Sense => write!(f, "malformed sense data"),
+            TaskError::Placement { offset } => {
+                write!(f, "no room for read data at offset {offset}")
+            }
         }
     }
 }
@@ -174,6 +210,8 @@ impl Task {
             itt,
             cmdsn,
             rx: Vec::new(),
+            rx_len: 0,
+            placed: false,
             next_datasn: 0,
             deadline,
             next_r2tsn: 0,
@@ -291,9 +329,15 @@ impl Task {
         Ok(self.data_out(offset, len, ttt, w, out))
     }
 
-    /// Takes a Data-In. Returns the completion if it carries status.
-    pub fn data_in(&mut self, d: DataIn) -> Result<Option<Completion>, TaskError> {
-        if self.req.dir != Direction::Read && !d.data.is_empty() {
+    /// Takes a Data-In and its data (`data`, which the session keeps in
+    /// its receive buffer). Returns the completion if it carries status.
+    pub fn data_in(
+        &mut self,
+        d: &DataIn,
+        data: &[u8],
+        place: &mut dyn Placement,
+    ) -> Result<Option<Completion>, TaskError> {
+        if self.req.dir != Direction::Read && !data.is_empty() {
             return Err(TaskError::NotARead);
         }
         if d.datasn != self.next_datasn {
@@ -303,12 +347,12 @@ impl Task {
             });
         }
         self.next_datasn = self.next_datasn.wrapping_add(1);
-        let len = d.data.len();
+        let len = data.len();
         if len > 0 {
             // DataPDUInOrder=Yes always (we offer Yes to an OR): each PDU
             // continues where the last ended. A hole would otherwise reach
             // the kernel as zeros in a read that claims success.
-            let have = self.rx.len();
+            let have = self.rx_len;
             if d.buffer_offset as usize != have {
                 return Err(TaskError::Offset {
                     expected: u32::try_from(have).unwrap_or(u32::MAX),
@@ -325,16 +369,19 @@ impl Task {
                     expected: self.req.datalen,
                 });
             }
-            if self.rx.is_empty() && (d.status_present || d.data.len() == self.req.datalen as usize)
-            {
-                // All the data in one PDU: keep its buffer.
-                self.rx = d.data;
-            } else {
-                // Several PDUs: one allocation for the whole transfer.
-                self.rx
-                    .reserve_exact((self.req.datalen as usize).saturating_sub(self.rx.len()));
-                self.rx.extend_from_slice(&d.data);
+            if have == 0 {
+                self.placed = place.place(self.req.tag, 0, data);
+            } else if self.placed && !place.place(self.req.tag, have, data) {
+                return Err(TaskError::Placement { offset: have });
             }
+            if !self.placed {
+                // One allocation for the whole transfer.
+                if have == 0 {
+                    self.rx.reserve_exact(self.req.datalen as usize);
+                }
+                self.rx.extend_from_slice(data);
+            }
+            self.rx_len = have + len;
         }
         if d.status_present {
             return Ok(Some(self.complete_with(d.status, &[])?));
@@ -367,12 +414,14 @@ impl Task {
             BUSY | TASK_SET_FULL | ACA_ACTIVE | TASK_ABORTED => (Outcome::Retry, Vec::new()),
             _ => (Outcome::Failed, Vec::new()),
         };
+        let placed = if self.placed { self.rx_len as u32 } else { 0 };
         Ok(Completion {
             tag: self.req.tag,
             dir: self.req.dir,
             status,
             sense,
             data,
+            placed,
         })
     }
 }

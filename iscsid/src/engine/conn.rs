@@ -130,7 +130,11 @@ impl Engine {
                         if n == room {
                             s.rx_want = (s.rx_want * 2).min(RX_MAX);
                         }
-                        self.init.rx_filled(conn, n, now);
+                        let mut place = super::SlotPlacement {
+                            arena: &mut self.arena,
+                            slots: &self.slots,
+                        };
+                        self.init.rx_filled_with(conn, n, now, &mut place);
                         // A short read drained the socket; readiness is
                         // edge-triggered, so new bytes bring a new event
                         // and an EAGAIN read would only cost a syscall.

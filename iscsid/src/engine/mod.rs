@@ -23,7 +23,7 @@ use mio::net::UnixListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use proto::initiator::{Action, ConnId, Entropy, EntropyError, Initiator, KernelCommand};
-use proto::task::Completion;
+use proto::task::{Completion, Placement, Tag};
 
 use crate::arena::{Arena, Slot};
 use crate::procmsg;
@@ -42,6 +42,31 @@ const FIRST_DYNAMIC: usize = 16;
 
 /// How long a shutdown waits for logouts.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+/// Read data of kernel commands goes into their arena slots as it comes
+/// off the socket (one copy; see `crate::arena`).
+struct SlotPlacement<'a> {
+    arena: &'a mut Arena,
+    slots: &'a HashMap<u32, Slot>,
+}
+
+impl Placement for SlotPlacement<'_> {
+    fn place(&mut self, tag: Tag, offset: usize, data: &[u8]) -> bool {
+        let Some(&s) = u32::try_from(tag).ok().and_then(|t| self.slots.get(&t)) else {
+            return false;
+        };
+        let Some(end) = offset.checked_add(data.len()) else {
+            return false;
+        };
+        match self.arena.get_mut(s, end) {
+            Some(buf) => {
+                buf[offset..].copy_from_slice(data);
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// getrandom(2) / getentropy(2) for the core.
 struct OsRandom;
@@ -341,23 +366,24 @@ impl Engine {
             let d = usize::try_from(Dir::from(c.dir).raw()).unwrap_or(0).min(2);
             self.stats.errors[d] += 1;
         }
-        if !c.data.is_empty() {
+        let read = c.data.len() as u64 + u64::from(c.placed);
+        if read > 0 {
             self.stats.data_reads += 1;
-            self.stats.bytes_read += c.data.len() as u64;
+            self.stats.bytes_read += read;
         }
-        // Read data goes into the command's slot if it has one.
-        let (mut status, mut inline, mut in_slot) = (status, &c.data[..], 0);
+        // Read data goes into the command's slot if it has one; the core
+        // may have placed it there already (`SlotPlacement`).
+        let (mut status, mut inline, mut in_slot) = (status, &c.data[..], c.placed);
         if let Some(s) = self.slots.remove(&tag) {
             inline = &[];
-            match self.arena.get_mut(s, c.data.len()) {
-                Some(buf) => {
-                    buf.copy_from_slice(&c.data);
-                    in_slot = c.data.len() as u32;
-                }
-                None => {
-                    error!("tag {tag}: {} bytes of read data, slot {s}", c.data.len());
-                    status = Status::Err;
-                }
+            if c.data.is_empty() {
+                // Placed, or none.
+            } else if let Some(buf) = self.arena.get_mut(s, c.data.len()) {
+                buf.copy_from_slice(&c.data);
+                in_slot = c.data.len() as u32;
+            } else {
+                error!("tag {tag}: {} bytes of read data, slot {s}", c.data.len());
+                status = Status::Err;
             }
         }
         let trailer = Done::trailer(tag, status, &c.sense, in_slot);

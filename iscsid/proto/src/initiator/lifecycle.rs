@@ -402,7 +402,7 @@ impl Initiator {
             if let (Some(t), Some(now)) = (s.started.remove(&c.tag), now) {
                 s.note_latency(now.saturating_duration_since(t));
             }
-            s.stats.bytes_read += c.data.len() as u64;
+            s.stats.bytes_read += c.data.len() as u64 + u64::from(c.placed);
             match c.status {
                 Outcome::Good => {}
                 _ if reset_attention(&c) => s.stats.unit_attentions += 1,

@@ -131,6 +131,12 @@ fn cdb(q: Query) -> Vec<u8> {
 }
 
 impl LunState {
+    /// Whether the core reads `tag`'s answer itself: its own commands and
+    /// the kernel's READ CAPACITY, whose answers tell LUN sizes.
+    pub fn reads_data_of(&self, tag: Tag) -> bool {
+        is_internal(tag) || self.probes.contains_key(&tag)
+    }
+
     /// A kernel command is going to the target.
     pub fn note_command(&mut self, t: &ScsiTask, lun: u32) {
         if is_read_capacity(&t.cdb) {

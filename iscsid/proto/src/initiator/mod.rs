@@ -42,7 +42,8 @@ pub use status::{Counts, SessionStatus, State, Stats};
 use crate::discovery::TargetRecord;
 use crate::lun;
 use crate::scsi::{self, Direction, Outcome};
-use crate::task::{Completion, ScsiTask, Tag};
+use crate::task::{Completion, Gather, Placement, ScsiTask, Tag};
+use luns::LunState;
 use sess::Sess;
 use table::Table;
 
@@ -199,6 +200,7 @@ impl Initiator {
                 status: Outcome::Sense,
                 sense,
                 data: Vec::new(),
+                placed: 0,
             });
         };
         let task = ScsiTask {
@@ -286,10 +288,31 @@ impl Initiator {
 
     /// `n` bytes were read into `rx_space`.
     pub fn rx_filled(&mut self, conn: ConnId, n: usize, now: Instant) {
-        if let Some(c) = self.conn_mut(conn) {
-            c.session.rx_filled(n, now);
-            self.process(conn.session, now);
-        }
+        self.rx_filled_with(conn, n, now, &mut Gather);
+    }
+
+    /// As `rx_filled`; the read data of kernel commands goes straight to
+    /// `place` where it has a buffer for them (not for the initiator's own
+    /// commands, nor for READ CAPACITY answers, which the core reads).
+    pub fn rx_filled_with(
+        &mut self,
+        conn: ConnId,
+        n: usize,
+        now: Instant,
+        place: &mut dyn Placement,
+    ) {
+        let Some(s) = self.sessions.get_mut(&conn.session) else {
+            return;
+        };
+        let Some(c) = s.conn.as_mut().filter(|c| c.id == conn) else {
+            return;
+        };
+        let mut kernel = KernelData {
+            place,
+            luns: &s.luns_state,
+        };
+        c.session.rx_filled_with(n, now, &mut kernel);
+        self.process(conn.session, now);
     }
 
     /// The first contiguous bytes waiting to be written on `conn`.
@@ -373,3 +396,16 @@ const ISID_TYPE_RANDOM: u8 = 0x80;
 
 /// Bytes queued for a target above which we stop reading from it.
 const TX_HIGH: usize = 32 << 20;
+
+/// The shell's placement, for the kernel commands whose data the core
+/// need not read itself.
+struct KernelData<'a> {
+    place: &'a mut dyn Placement,
+    luns: &'a LunState,
+}
+
+impl Placement for KernelData<'_> {
+    fn place(&mut self, tag: Tag, offset: usize, data: &[u8]) -> bool {
+        !self.luns.reads_data_of(tag) && self.place.place(tag, offset, data)
+    }
+}

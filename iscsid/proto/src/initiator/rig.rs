@@ -23,7 +23,7 @@ use crate::pdu::{
     MAX_DATA_SEGMENT_LEN, RESERVED_TAG,
 };
 use crate::scsi::Direction;
-use crate::task::Completion;
+use crate::task::{Completion, Placement, Tag};
 use crate::text;
 
 pub(super) const INITIATOR: &str = "iqn.1995-11.org.openbsd.iscsid:rig";
@@ -207,6 +207,24 @@ pub(super) struct Rig {
     pub log: Vec<String>,
     /// CHAP keys of the responses `ChapChallengeHangUp` recorded.
     pub chap_responses: Vec<Vec<(String, String)>>,
+    /// Read data goes to `placed` (as the engine's arena slots), for every
+    /// command the initiator lets the shell place.
+    pub placing: bool,
+    pub placed: BTreeMap<Tag, Vec<u8>>,
+}
+
+/// The shell's buffers when `placing`: any tag, any offset.
+struct Buffers<'a>(&'a mut BTreeMap<Tag, Vec<u8>>);
+
+impl Placement for Buffers<'_> {
+    fn place(&mut self, tag: Tag, offset: usize, data: &[u8]) -> bool {
+        let b = self.0.entry(tag).or_default();
+        if b.len() < offset + data.len() {
+            b.resize(offset + data.len(), 0);
+        }
+        b[offset..offset + data.len()].copy_from_slice(data);
+        true
+    }
 }
 
 impl Rig {
@@ -235,6 +253,8 @@ impl Rig {
             fatal: Vec::new(),
             log: Vec::new(),
             chap_responses: Vec::new(),
+            placing: false,
+            placed: BTreeMap::new(),
         }
     }
 
@@ -434,7 +454,12 @@ impl Rig {
             };
             let n = room.len().min(want);
             room[..n].copy_from_slice(&b[off..off + n]);
-            self.init.rx_filled(conn, n, self.now);
+            if self.placing {
+                let mut place = Buffers(&mut self.placed);
+                self.init.rx_filled_with(conn, n, self.now, &mut place);
+            } else {
+                self.init.rx_filled(conn, n, self.now);
+            }
             off += n;
         }
         true

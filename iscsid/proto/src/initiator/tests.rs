@@ -1411,3 +1411,28 @@ fn names_from_the_control_socket_are_checked() {
         Err(super::DiscoverError::BadInitiatorName(_))
     ));
 }
+
+/// With the shell placing read data (the engine's arena slots), a kernel
+/// READ's data goes there and not into the completion; a kernel READ
+/// CAPACITY's answer, which the core reads for LUN sizes, is gathered by
+/// the core and handed over in the completion as before.
+#[test]
+fn kernel_read_data_is_placed_but_read_capacity_is_read_by_the_core() {
+    let mut r = logged_in();
+    let before = r.status_of("disk").stats.bytes_read;
+    r.placing = true;
+    r.command(read(5, 0, 4096));
+    let c = r.completed(5);
+    assert_eq!(c.len(), 1);
+    assert_eq!((c[0].what.status, c[0].what.placed), (Outcome::Good, 4096));
+    assert!(c[0].what.data.is_empty());
+    assert_eq!(r.placed.get(&5), Some(&vec![0xa5; 4096]));
+    let mut rc16 = read(6, 0, 32);
+    rc16.cdb = vec![0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0];
+    r.command(rc16);
+    let c = r.completed(6);
+    assert_eq!(c.len(), 1);
+    assert_eq!((c[0].what.placed, c[0].what.data.len()), (0, 32));
+    assert!(!r.placed.contains_key(&6));
+    assert_eq!(r.status_of("disk").stats.bytes_read, before + 4096 + 32);
+}

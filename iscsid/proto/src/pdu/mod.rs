@@ -447,6 +447,32 @@ impl Pdu {
     /// bytes) and its data segment (exactly DataSegmentLength bytes, no
     /// padding). Digests have already been checked and stripped.
     pub fn decode(bhs: &[u8; BHS_LEN], ahs: &[u8], data: Vec<u8>) -> Result<Pdu, PduError> {
+        let n = data.len();
+        Self::decode_parts(bhs, ahs, data, n)
+    }
+
+    /// A Data-In without its data segment of `data_len` bytes, which the
+    /// caller keeps where it is (the receive buffer: `Framer::held`).
+    pub fn decode_data_in_header(
+        bhs: &[u8; BHS_LEN],
+        ahs: &[u8],
+        data_len: usize,
+    ) -> Result<Pdu, PduError> {
+        let opcode = bhs[0] & 0x3f;
+        if opcode != op::DATA_IN {
+            return Err(PduError::UnknownOpcode(opcode));
+        }
+        Self::decode_parts(bhs, ahs, Vec::new(), data_len)
+    }
+
+    /// `decode` for a data segment of `data_len` bytes, `data` being all
+    /// of it or (for a Data-In kept in place) none.
+    fn decode_parts(
+        bhs: &[u8; BHS_LEN],
+        ahs: &[u8],
+        data: Vec<u8>,
+        data_len: usize,
+    ) -> Result<Pdu, PduError> {
         let opcode = bhs[0] & 0x3f;
         if !Self::known(opcode) {
             return Err(PduError::UnknownOpcode(opcode));
@@ -460,10 +486,10 @@ impl Pdu {
         }
         wire::check_ahs(ahs)?;
         let header = Self::data_segment_len(bhs);
-        if data.len() != header as usize {
+        if data_len != header as usize {
             return Err(PduError::DataLength {
                 header,
-                actual: data.len(),
+                actual: data_len,
             });
         }
         if !carries_data(opcode) {
