@@ -135,8 +135,9 @@ pub struct Arena {
 unsafe impl Send for Arena {}
 
 impl Arena {
-    /// Maps the region `fd` refers to, after checking its size; the
-    /// descriptor can be closed afterwards.
+    /// Maps the region `fd` refers to, after checking its size. The
+    /// mapping does not need the descriptor: given by value, it is closed
+    /// on return.
     pub fn map(fd: impl AsFd) -> Result<Arena, ArenaError> {
         let st = nix::sys::stat::fstat(&fd).map_err(|e| ArenaError::Sys("fstat", e))?;
         let size = u64::try_from(st.st_size).unwrap_or(0);

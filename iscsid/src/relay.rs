@@ -46,7 +46,7 @@ pub fn main(mut startup: Startup) -> i32 {
             return 1;
         }
     };
-    let arena = match Arena::map(&arena) {
+    let arena = match Arena::map(arena) {
         Ok(a) => a,
         Err(e) => {
             error!("{e}");

@@ -374,6 +374,49 @@ fn discover_of_a_dead_portal_fails_clearly() {
     assert!(!d.ctl().ok(&["show"]).contains("Session"));
 }
 
+/// The data arena: both children map the one shared region the parent
+/// made (the same object in their /proc/PID/maps), and no process keeps a
+/// descriptor of it once it is mapped.
+#[test]
+fn both_children_map_one_arena_and_no_one_keeps_its_descriptor() {
+    let dir = Scratch::new("shm");
+    let dev = dir.join("vscsi0.sock");
+    let _emu = Emulator::listen(&dev).expect("emulator");
+    let d = Early::start(&dir, &dev);
+    let kids = d.wait_started();
+    const NAME: &str = "memfd:iscsid-arena";
+    // The inode of the shared mapping of the arena, once mapped.
+    let mapped = |pid: u32| -> Option<String> {
+        fs::read_to_string(format!("/proc/{pid}/maps"))
+            .ok()?
+            .lines()
+            .find(|l| l.contains(NAME))
+            .and_then(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // address, perms (shared: "rw-s"), offset, dev, inode.
+                (f.get(1) == Some(&"rw-s")).then(|| f.get(4).map(|s| s.to_string()))?
+            })
+    };
+    let inodes = wait_for(Duration::from_secs(10), || {
+        kids.iter().map(|&k| mapped(k)).collect::<Option<Vec<_>>>()
+    })
+    .unwrap_or_else(|| panic!("the children did not map the arena:\n{}", d.log_text()));
+    assert_eq!(inodes[0], inodes[1], "two regions");
+    assert!(mapped(d.pid()).is_none(), "the parent maps it too");
+    for p in [d.pid(), kids[0], kids[1]] {
+        let fds: Vec<String> = fs::read_dir(format!("/proc/{p}/fd"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| fs::read_link(e.path()).ok())
+            .map(|l| l.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !fds.iter().any(|l| l.contains(NAME)),
+            "{p} keeps it: {fds:?}"
+        );
+    }
+}
+
 /// The children are exec'd (bgpd's start_child), not just forked: each
 /// runs the binary afresh with its role's flag, in an address space of its
 /// own, and has no descriptor the parent inherited from its starter.

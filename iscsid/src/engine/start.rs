@@ -23,8 +23,8 @@ pub fn main(mut startup: Startup) -> i32 {
             return 1;
         }
     };
-    // Mapped before pledge; the descriptor is not needed after.
-    let arena = match Arena::map(&arena) {
+    // Mapped before pledge; the descriptor is closed once mapped.
+    let arena = match Arena::map(arena) {
         Ok(a) => a,
         Err(e) => {
             error!("{e}");
