@@ -56,7 +56,7 @@ st2=$!
 sleep 0.5
 start=$(commands)
 until [ $(($(commands) - start)) -ge "$count" ]; do
-	sleep 0.05
+	sleep 0.25
 done
 done_=$(($(commands) - start))
 kill -INT $st1 $st2
