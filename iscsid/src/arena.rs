@@ -121,9 +121,12 @@ fn anonymous_shm() -> Result<OwnedFd, ArenaError> {
 /// relay again, which frees it. Each process reads and writes only the
 /// slots it holds, so within that rule no slot is written by one process
 /// while the other reads it. The relay never takes a slot number from the
-/// engine (it keeps its own record per tag), so an engine breaking the
-/// rule can at worst spoil the data of its own commands, which it could
-/// anyway.
+/// engine (it keeps its own record per tag). An engine that broke the rule
+/// (a compromised one) could write a slot while the relay hands it to the
+/// device: a data race in Rust's terms, but the relay never interprets
+/// those bytes, it only passes them to the kernel (VSCSI_DATA_READ copies
+/// them in) or to the emulator's socket; the worst outcome is wrong data
+/// for the engine's own commands, which it could send anyway.
 pub struct Arena {
     base: NonNull<u8>,
 }

@@ -13,7 +13,7 @@ use log::{debug, error, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::arena::{Arena, FreeSlots, Slot};
+use crate::arena::{Arena, FreeSlots, Slot, SLOT_SIZE};
 use crate::child::{self, Startup};
 use crate::procmsg::{self, Cmd, Done};
 use crate::vscsi::{self, DevError, Device, Dir, I2t, Status};
@@ -236,7 +236,7 @@ impl Relay {
     fn forward(&mut self, i2t: I2t) -> io::Result<()> {
         let len = i2t.datalen as usize;
         // A slot for any data that fits one; the rest goes inline.
-        let slot = if len > 0 && self.arena.get(0, len).is_some() {
+        let slot = if len > 0 && len <= SLOT_SIZE {
             self.free.take()
         } else {
             None

@@ -36,6 +36,9 @@ pub struct TxQueue {
     segs: VecDeque<Seg>,
     /// Bytes of the front segment already written.
     pos: usize,
+    /// Bytes of every segment but a staging buffer at the back, whose
+    /// length still grows: `pending` without walking the queue.
+    sealed: usize,
     /// A drained staging buffer kept for the next PDUs (its capacity).
     spare: Vec<u8>,
 }
@@ -43,7 +46,7 @@ pub struct TxQueue {
 impl TxQueue {
     /// Where bytes to be copied go: the staging buffer at the back.
     pub fn stage(&mut self) -> &mut Vec<u8> {
-        if !matches!(self.segs.back(), Some(Seg::Own(_))) {
+        if !self.back_open() {
             self.segs
                 .push_back(Seg::Own(std::mem::take(&mut self.spare)));
         }
@@ -63,7 +66,21 @@ impl TxQueue {
         if bytes.len() < SHARE_MIN {
             self.stage().extend_from_slice(bytes);
         } else {
+            // The staging buffer before it is complete now.
+            self.sealed += self.open_len() + bytes.len();
             self.segs.push_back(Seg::Shared(Arc::clone(data), range));
+        }
+    }
+
+    /// The back segment is a staging buffer (still growing).
+    fn back_open(&self) -> bool {
+        matches!(self.segs.back(), Some(Seg::Own(_)))
+    }
+
+    fn open_len(&self) -> usize {
+        match self.segs.back() {
+            Some(Seg::Own(v)) => v.len(),
+            _ => 0,
         }
     }
 
@@ -98,6 +115,9 @@ impl TxQueue {
             }
             n -= left;
             self.pos = 0;
+            if self.segs.len() > 1 || !self.back_open() {
+                self.sealed -= front.bytes().len();
+            }
             if let Some(Seg::Own(mut v)) = self.segs.pop_front() {
                 // Keep one drained buffer's capacity for the next PDUs.
                 if v.capacity() > self.spare.capacity() {
@@ -114,7 +134,7 @@ impl TxQueue {
 
     /// Bytes waiting.
     pub fn pending(&self) -> usize {
-        self.pieces().map(<[u8]>::len).sum()
+        (self.sealed + self.open_len()).saturating_sub(self.pos)
     }
 
     /// Bytes of buffer the queue holds itself (shared data is the tasks').
@@ -145,6 +165,8 @@ mod tests {
     fn drain(q: &mut TxQueue, chunk: usize) -> Vec<u8> {
         let mut out = Vec::new();
         while !q.is_empty() {
+            // The counter agrees with the queue at every step.
+            assert_eq!(q.pending(), q.pieces().map(<[u8]>::len).sum::<usize>());
             let mut iov = [IoSlice::new(&[]); 4];
             let n = q.slices(&mut iov);
             let mut got: Vec<u8> = iov[..n].iter().flat_map(|s| s.iter().copied()).collect();
@@ -177,6 +199,11 @@ mod tests {
             q2.stage().extend_from_slice(b"tail");
             q2.share(&big, 0..10);
             assert_eq!(drain(&mut q2, chunk), want, "chunk {chunk}");
+            // Staged after a partial drain: still counted.
+            q2.stage().extend_from_slice(b"more");
+            q2.share(&big, 0..SHARE_MIN);
+            assert_eq!(q2.pending(), 4 + SHARE_MIN);
+            assert_eq!(drain(&mut q2, chunk).len(), 4 + SHARE_MIN);
             assert_eq!((q2.pending(), q2.front()), (0, &[][..]));
         }
         assert_eq!(q.front(), b"head");

@@ -220,22 +220,27 @@ impl Initiator {
         if task.dir == Direction::Write {
             s.stats.bytes_written += task.data.len() as u64;
         }
+        let sending = s.state == State::LoggedIn && s.ending.is_none() && s.conn.is_some();
+        if !sending
+            && (s.cfg.disabled
+                || matches!(
+                    s.ending,
+                    Some(sess::Ending::Remove | sess::Ending::Shutdown)
+                ))
+        {
+            // Refused before it is noted anywhere: nothing of it may
+            // outlive this completion (its tag comes back with another
+            // command).
+            return self.complete(Completion::status_only(task.tag, task.dir, Outcome::Retry));
+        }
         s.started.insert(task.tag, now);
         s.luns.insert(c.lun);
         s.luns_state.note_command(&task, c.lun);
-        if s.state == State::LoggedIn && s.ending.is_none() {
+        if sending {
             if let Some(conn) = s.conn.as_mut() {
                 conn.session.submit(task, now);
                 return self.process(sid, now);
             }
-        }
-        if s.cfg.disabled
-            || matches!(
-                s.ending,
-                Some(sess::Ending::Remove | sess::Ending::Shutdown)
-            )
-        {
-            return self.complete(Completion::status_only(task.tag, task.dir, Outcome::Retry));
         }
         // Not logged in (yet, or again): hold it for the next login.
         s.hold(task, now);
