@@ -635,13 +635,8 @@ impl Session {
             },
             Pdu::DataIn(d) => {
                 let itt = d.itt;
-                // Held in the receive buffer (`hold_data_in`) or, for a
-                // PDU pushed in whole, its own.
-                let data = if d.data.is_empty() {
-                    self.framer.held()
-                } else {
-                    &d.data
-                };
+                // Its data stays in the receive buffer (`hold_data_in`).
+                let data = self.framer.held();
                 match self.tasks.get_mut(&itt) {
                     Some(t) => match t.data_in(&d, data, place) {
                         Ok(Some(c)) => self.finish_task(itt, c),

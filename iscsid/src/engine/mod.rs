@@ -376,14 +376,18 @@ impl Engine {
         let (mut status, mut inline, mut in_slot) = (status, &c.data[..], c.placed);
         if let Some(s) = self.slots.remove(&tag) {
             inline = &[];
-            if c.data.is_empty() {
-                // Placed, or none.
-            } else if let Some(buf) = self.arena.get_mut(s, c.data.len()) {
-                buf.copy_from_slice(&c.data);
-                in_slot = c.data.len() as u32;
-            } else {
-                error!("tag {tag}: {} bytes of read data, slot {s}", c.data.len());
-                status = Status::Err;
+            // Data the core gathered itself (placed data is there already).
+            if !c.data.is_empty() {
+                match self.arena.get_mut(s, c.data.len()) {
+                    Some(buf) => {
+                        buf.copy_from_slice(&c.data);
+                        in_slot = c.data.len() as u32;
+                    }
+                    None => {
+                        error!("tag {tag}: {} bytes of read data, slot {s}", c.data.len());
+                        status = Status::Err;
+                    }
+                }
             }
         }
         let trailer = Done::trailer(tag, status, &c.sense, in_slot);
